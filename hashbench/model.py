@@ -1,0 +1,63 @@
+"""The deep hashing network: backbone → hash layer → K real outputs z (pre-activation).
+
+Binary codes are ``z > 0`` (for the sigmoid relaxation, ``sigmoid(z) > 0.5``). Relaxation of z into
+(-1, 1) for the loss belongs to the method (:class:`hashbench.method.DeepMethod`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class HashHead(nn.Module):
+    """Hash layer ``z = W_f f + W_l l + c``: the final feature f and, with ``bypass``, a lower one l.
+
+    The two branches are separate linear maps so that each can have its own learning rate, as in
+    DSRH's released code (fc7 branch, fc6 branch, bias).
+    """
+
+    def __init__(self, dims: tuple[int, int], n_bits: int, *, bypass: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.final = nn.Linear(dims[0], n_bits)
+        self.lower = nn.Linear(dims[1], n_bits, bias=False) if bypass else None
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, final: torch.Tensor, lower: torch.Tensor) -> torch.Tensor:
+        z = self.final(self.dropout(final))
+        if self.lower is not None:
+            z = z + self.lower(lower)
+        return z
+
+
+class DeepHasher(nn.Module):
+    """Backbone + hash head. Takes uint8 images (B, 3, H, W) (or floats in [0, 1]), returns z (B, K).
+
+    Normalisation with the backbone's own mean/std happens here, on the model's device, so data
+    loading stays uint8 and cheap.
+    """
+
+    def __init__(self, backbone: nn.Module, n_bits: int, *, bypass: bool = True, dropout: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.head = HashHead(backbone.dims, n_bits, bypass=bypass, dropout=dropout)
+        self.register_buffer("mean", torch.tensor(backbone.mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(backbone.std).view(1, -1, 1, 1), persistent=False)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(*self.backbone(self.normalize(x)))
+
+    def param_groups(self, lr: float, lr_mult: dict[str, float]) -> list[dict]:
+        """Optimizer groups ``backbone``, ``head`` (final-branch weights), ``head_lower``, ``head_bias``."""
+        groups = {
+            "backbone": [p for p in self.backbone.parameters() if p.requires_grad],
+            "head": [self.head.final.weight],
+            "head_lower": [self.head.lower.weight] if self.head.lower is not None else [],
+            "head_bias": [self.head.final.bias],
+        }
+        return [dict(params=ps, lr=lr * lr_mult.get(name, 1.0), name=name)
+                for name, ps in groups.items() if ps]
