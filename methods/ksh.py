@@ -1,0 +1,200 @@
+"""``ksh``: kernel-based supervised hashing — bits fitted one by one to the pairwise label matrix.
+
+Reference: Liu, Wang, Ji, Jiang & Chang, "Supervised Hashing with Kernels", CVPR 2012.
+
+Formula. Pick m anchors ``a_1..a_m`` among the training samples. Kernel features are zero-mean
+Gaussian RBF values
+
+    k(x) = [exp(-||x - a_j||^2 / (2 sigma^2))]_j - kmean,      sigma = mean ||x_i - a_j|| (training),
+
+with ``kmean`` the training mean of the raw kernel vector; bit k is ``h_k(x) = sgn(k(x)^T a_k)``.
+On l labelled samples (kernel matrix ``Kl`` of shape (l, m)) the pairwise label matrix is
+``S_ij = +1`` if samples i and j share at least one label, else -1. KSH fits the code inner
+products to it, ``min ||B B^T - K S||_F^2`` with ``B = sgn(Kl A)`` (K = n_bits), greedily: with the
+residue ``R_0 = K S``, bit k solves
+
+    max_a  sgn(Kl a)^T R_{k-1} sgn(Kl a)
+
+by (1) spectral relaxation — the top generalised eigenvector of ``Kl^T R Kl a = lambda Kl^T Kl a``,
+scaled so ``||Kl a||^2 = l`` — then (2) minimising the smooth surrogate
+``-phi(Kl a)^T R phi(Kl a)``, ``phi(x) = 2 / (1 + exp(-x)) - 1``, from that start (here with
+scipy's L-BFGS, at most ``max_iter`` iterations); of the two solutions the one whose binary code
+scores higher is kept (as in the authors' code). Then ``R_k = R_{k-1} - b_k b_k^T``.
+Codes: ``code(x) = 1[k(x)^T A > 0]``.
+"""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+
+try:  # a dependency of scikit-learn, itself a hashbench dependency
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
+from hashbench.errors import HashbenchError
+from hashbench.method import ClassicHasher, sign_bits
+from hashbench.registry import METHODS
+from hashbench.methods.itq_cca import label_matrix
+from hashbench.methods.pcah import fix_signs
+
+_CHUNK = 8192  # rows per block when computing kernel features
+
+
+def _positive_int(est, name: str, value) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise HashbenchError(f"{type(est).__name__}: {name} must be an integer >= 1; got {value!r}")
+
+
+def _sq_distances(X: np.ndarray, anchors: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances, shape (len(X), len(anchors)), clipped at 0."""
+    d2 = (X * X).sum(1)[:, None] - 2.0 * X @ anchors.T + (anchors * anchors).sum(1)[None, :]
+    return np.maximum(d2, 0.0)
+
+
+def _signs(z: np.ndarray) -> np.ndarray:
+    return np.where(z > 0, 1.0, -1.0)
+
+
+def smooth_objective(a: np.ndarray, K: np.ndarray, R: np.ndarray) -> tuple[float, np.ndarray]:
+    """KSH's smoothed objective for one bit and its gradient.
+
+    ``f(a) = -phi(K a)^T R phi(K a) / l^2`` with ``phi(x) = 2 / (1 + exp(-x)) - 1 = tanh(x / 2)``,
+    for coefficients ``a`` (m,), kernel features ``K`` (l, m) and symmetric residue ``R`` (l, l).
+    Since ``phi' = (1 - phi^2) / 2``, ``grad f = -K^T ((R phi) * (1 - phi^2)) / l^2``.
+    """
+    l = len(K)
+    phi = np.tanh(0.5 * (K @ a))
+    r_phi = R @ phi
+    value = -(phi @ r_phi) / l ** 2
+    grad = -(K.T @ (r_phi * (1.0 - phi * phi))) / l ** 2
+    return float(value), grad
+
+
+@METHODS.register_module(name="ksh")
+class KSH(ClassicHasher):
+    """KSH: RBF features on anchors, bits fitted one by one to pairwise labels (Liu et al. 2012).
+
+    Parameters
+    ----------
+    n_bits : int
+        Code length K.
+    n_anchors : int, default=300
+        Number m of anchors, drawn without replacement from the training samples (the paper's
+        300). With fewer training samples, all of them are anchors.
+    n_labeled : int, default=1000
+        Number l of labelled samples the hash functions are fitted on, drawn without replacement
+        (the paper's 1000 for CIFAR-10). With fewer training samples, all of them are used.
+    max_iter : int, default=100
+        Iterations of the smooth optimisation of each bit (hashbench's choice; the paper runs
+        gradient descent to convergence).
+    random_state : int or None
+        Seed of the anchor and labelled-sample draws.
+
+    Attributes
+    ----------
+    anchors_ : ndarray of shape (n_anchors_used, n_features)
+        The anchors.
+    sigma_ : float
+        RBF bandwidth: mean Euclidean distance from training samples to anchors.
+    kernel_mean_ : ndarray of shape (n_anchors_used,)
+        Training mean of the raw kernel features, subtracted to make them zero-mean.
+    labeled_index_ : ndarray of shape (n_labeled_used,)
+        Rows of the training set used as labelled samples.
+    projection_ : ndarray of shape (n_anchors_used, n_bits)
+        Coefficients A: codes are ``1[kernel_features(x) @ projection_ > 0]``.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    References
+    ----------
+    Liu, Wang, Ji, Jiang & Chang, "Supervised Hashing with Kernels", CVPR 2012.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(400, 16)), rng.integers(0, 4, size=400)
+    >>> KSH(8, n_anchors=50, n_labeled=200, random_state=0).fit(X, y).encode(X).shape
+    (400, 8)
+    """
+
+    supervised = True
+
+    def __init__(self, n_bits: int, *, n_anchors: int = 300, n_labeled: int = 1000,
+                 max_iter: int = 100, random_state: int | None = None):
+        super().__init__(n_bits, random_state=random_state)
+        self.n_anchors = n_anchors
+        self.n_labeled = n_labeled
+        self.max_iter = max_iter
+
+    def kernel_features(self, X: np.ndarray) -> np.ndarray:
+        """Zero-mean RBF features of ``X`` (n, d) against the anchors: shape (n, n_anchors_used)."""
+        return self._raw_kernel(self._check_encode_input(X)) - self.kernel_mean_
+
+    def _raw_kernel(self, X: np.ndarray) -> np.ndarray:
+        """``exp(-||x - a_j||^2 / (2 sigma^2))`` for rows of ``X`` (n, d) and anchors: shape (n, m)."""
+        out = np.empty((len(X), len(self.anchors_)))
+        for start in range(0, len(X), _CHUNK):
+            out[start:start + _CHUNK] = np.exp(
+                -_sq_distances(X[start:start + _CHUNK], self.anchors_) / (2.0 * self.sigma_ ** 2))
+        return out
+
+    def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "KSH":
+        """Learn anchors, bandwidth and K hash functions from ``X`` (n, d), labels ``Y`` (n, C) or (n,)."""
+        for name in ("n_anchors", "n_labeled", "max_iter"):
+            _positive_int(self, name, getattr(self, name))
+        X, Y = self._check_fit_input(X, Y)
+        Y = label_matrix(Y, "KSH")
+        n = len(X)
+        rng = np.random.default_rng(self.random_state)
+        self.anchors_ = X[rng.choice(n, size=min(self.n_anchors, n), replace=False)]
+        self.labeled_index_ = np.sort(rng.choice(n, size=min(self.n_labeled, n), replace=False))
+
+        # two passes over row blocks (bandwidth, then kernel mean), so memory stays O(block x m)
+        blocks = [slice(start, start + _CHUNK) for start in range(0, n, _CHUNK)]
+        total = sum(np.sqrt(_sq_distances(X[b], self.anchors_)).sum() for b in blocks)
+        self.sigma_ = float(total / (n * len(self.anchors_)))
+        if not self.sigma_ > 0:
+            raise HashbenchError("KSH: all training samples coincide with the anchors (zero bandwidth)")
+        self.kernel_mean_ = sum(self._raw_kernel(X[b]).sum(axis=0) for b in blocks) / n
+        K = self._raw_kernel(X[self.labeled_index_]) - self.kernel_mean_   # (l, m), zero-mean
+
+        Yl = Y[self.labeled_index_]
+        R = self.n_bits * np.where(Yl @ Yl.T > 0, 1.0, -1.0)         # residue R_0 = K S
+        # The greedy loop is thousands of small products (m x m, l-vectors): threaded BLAS only
+        # adds synchronisation there, and on a busy machine it makes the loop ~50x slower.
+        single = threadpool_limits(limits=1, user_api="blas") if threadpool_limits else nullcontext()
+        with single:
+            self.projection_ = self._greedy_bits(K, R)
+        return self
+
+    def _greedy_bits(self, K: np.ndarray, R: np.ndarray) -> np.ndarray:
+        """Fit the bits one by one on kernel features ``K`` (l, m) and residue ``R`` (l, l)."""
+        l, m = K.shape
+        KtK = K.T @ K
+        KtK += (1e-6 * np.trace(KtK) / m + 1e-12) * np.eye(m)       # tiny ridge: KtK may be singular
+        M = K.T @ R @ K                                              # kept equal to K^T R_k K
+        A = np.empty((m, self.n_bits))
+        for k in range(self.n_bits):
+            _, vec = scipy.linalg.eigh(M, KtK, subset_by_index=[m - 1, m - 1])
+            a0 = fix_signs(vec.T)[0]
+            a0 *= np.sqrt(l / (a0 @ KtK @ a0))                       # ||K a0||^2 = l
+            found = scipy.optimize.minimize(smooth_objective, a0, args=(K, R), jac=True,
+                                            method="L-BFGS-B", options={"maxiter": self.max_iter})
+            candidates = [a0, found.x]
+            scores = [(_signs(K @ a) @ R @ _signs(K @ a)) for a in candidates]
+            a = candidates[int(np.argmax(scores))]
+            b = _signs(K @ a)
+            R -= np.outer(b, b)
+            Ktb = K.T @ b
+            M -= np.outer(Ktb, Ktb)
+            A[:, k] = a
+        return A
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
+        return sign_bits(self.kernel_features(X) @ self.projection_)

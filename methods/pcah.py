@@ -1,0 +1,114 @@
+"""``pcah``: PCA hashing, the sign of the top principal components.
+
+Reference: the PCA baseline ("PCA-Direct") of Wang, Kumar & Chang, "Semi-Supervised Hashing for
+Scalable Image Retrieval", CVPR 2010, and of Gong & Lazebnik, "Iterative Quantization", CVPR 2011.
+
+Formula, with ``mu`` the training mean and ``W`` (d, K) the K leading eigenvectors of the training
+covariance ``C = (X - mu)^T (X - mu) / (n - 1)``::
+
+    code(x) = 1[(x - mu) W > 0]            (one bit per principal direction)
+
+Each eigenvector is defined only up to sign; hashbench fixes it so that the entry of largest
+absolute value is positive (as scikit-learn's ``svd_flip`` does), so codes do not depend on the
+LAPACK build. :func:`principal_directions` is shared with ``itq``, ``sh`` and ``itq_cca``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from hashbench.errors import HashbenchError
+from hashbench.method import ClassicHasher, sign_bits
+from hashbench.registry import METHODS
+
+
+def fix_signs(vectors: np.ndarray) -> np.ndarray:
+    """Flip each row of ``vectors`` (k, d) so that its entry of largest magnitude is positive.
+
+    Returns a new array of the same shape. Ties in magnitude go to the first such entry.
+    """
+    vectors = np.array(vectors, dtype=np.float64, copy=True)
+    if vectors.size == 0:
+        return vectors
+    biggest = np.abs(vectors).argmax(axis=1)
+    signs = np.sign(vectors[np.arange(len(vectors)), biggest])
+    signs[signs == 0] = 1.0
+    return vectors * signs[:, None]
+
+
+def principal_directions(Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` leading principal directions of already-centred data.
+
+    Parameters
+    ----------
+    Xc : ndarray of shape (n_samples, n_features)
+        Mean-centred data.
+    k : int
+        Number of directions, ``1 <= k <= n_features``.
+
+    Returns
+    -------
+    components : ndarray of shape (k, n_features)
+        Orthonormal rows, by decreasing variance, signs fixed by :func:`fix_signs`.
+    variances : ndarray of shape (k,)
+        Variance of the data along each direction (divisor ``n - 1``), decreasing.
+    """
+    n, d = Xc.shape
+    assert 1 <= k <= d, (k, d)
+    cov = Xc.T @ Xc / max(n - 1, 1)
+    values, vectors = scipy.linalg.eigh(cov, subset_by_index=[d - k, d - 1])
+    order = np.argsort(values, kind="stable")[::-1]  # eigh returns ascending values
+    return fix_signs(vectors[:, order].T), np.clip(values[order], 0.0, None)
+
+
+@METHODS.register_module(name="pcah")
+class PCAH(ClassicHasher):
+    """PCA hashing: signs of the projections on the top n_bits principal directions (Wang et al. 2010).
+
+    Parameters
+    ----------
+    n_bits : int
+        Code length K; at most the number of features d.
+    random_state : int or None
+        Accepted for a uniform interface; PCAH makes no random choice.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+        Training mean.
+    components_ : ndarray of shape (n_bits, n_features)
+        Principal directions, by decreasing variance, signs fixed (largest entry positive).
+    explained_variance_ : ndarray of shape (n_bits,)
+        Training variance along each direction.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+
+    References
+    ----------
+    Wang, Kumar & Chang, "Semi-Supervised Hashing for Scalable Image Retrieval", CVPR 2010.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(100, 16))
+    >>> PCAH(8).fit(X).encode(X).shape
+    (100, 8)
+    """
+
+    def __init__(self, n_bits: int, *, random_state: int | None = None):
+        super().__init__(n_bits, random_state=random_state)
+
+    def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "PCAH":
+        """Learn the mean and principal directions of ``X`` (n, d); ``Y`` is ignored."""
+        X, _ = self._check_fit_input(X, Y)
+        if self.n_bits > X.shape[1]:
+            raise HashbenchError(
+                f"PCAH: n_bits must be at most the number of features ({X.shape[1]}); got {self.n_bits}")
+        self.mean_ = X.mean(axis=0)
+        self.components_, self.explained_variance_ = principal_directions(X - self.mean_, self.n_bits)
+        return self
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
+        X = self._check_encode_input(X)
+        return sign_bits((X - self.mean_) @ self.components_.T)

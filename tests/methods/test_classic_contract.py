@@ -1,0 +1,88 @@
+"""The estimator contract, checked on every registered classic method (new ones are picked up)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashbench.errors import HashbenchError
+from hashbench.method import ClassicHasher
+from hashbench.registry import METHODS, entries
+
+CLASSIC = {name: obj for name, obj in entries(METHODS).items()
+           if isinstance(obj, type) and issubclass(obj, ClassicHasher)}
+N_BITS = 8
+
+
+def _tiny(seed=0, n=150, d=24, n_labels=5):
+    """Seeded features (n, d) and multi-hot labels (n, C), every row with at least one label."""
+    rng = np.random.default_rng(seed)
+    Y = (rng.random((n, n_labels)) < 0.3).astype(np.uint8)
+    Y[np.arange(n), rng.integers(0, n_labels, n)] = 1
+    X = Y @ rng.normal(size=(n_labels, d)) * 2.0 + rng.normal(size=(n, d))
+    return X, Y
+
+
+def test_the_baselines_are_registered():
+    assert {"lsh", "pcah", "itq", "sh", "itq_cca", "ksh"} <= set(CLASSIC)
+    assert {name for name, cls in CLASSIC.items() if cls.supervised} >= {"itq_cca", "ksh"}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_init_only_stores_parameters(name):
+    est = CLASSIC[name](N_BITS, random_state=3)
+    assert not [k for k in vars(est) if k.endswith("_")], "fitted attributes set in __init__"
+    params = est.get_params()
+    assert params["n_bits"] == N_BITS and params["random_state"] == 3
+    clone = CLASSIC[name](**params)
+    assert clone.get_params() == params
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_codes_shape_dtype_values(name):
+    X, Y = _tiny()
+    est = CLASSIC[name](N_BITS, random_state=0)
+    assert est.fit(X, Y) is est
+    assert est.n_features_in_ == X.shape[1]
+    X_new, _ = _tiny(seed=1, n=37)
+    codes = est.encode(X_new)
+    assert codes.shape == (37, N_BITS)
+    assert codes.dtype == np.uint8
+    assert set(np.unique(codes)) <= {0, 1}
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_same_seed_same_codes(name):
+    X, Y = _tiny()
+    a = CLASSIC[name](N_BITS, random_state=7).fit(X, Y).encode(X)
+    b = CLASSIC[name](N_BITS, random_state=7).fit(X, Y).encode(X)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_encode_before_fit_raises(name):
+    X, _ = _tiny()
+    with pytest.raises(HashbenchError, match="not fitted"):
+        CLASSIC[name](N_BITS, random_state=0).encode(X)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_wrong_feature_count_raises(name):
+    X, Y = _tiny()
+    est = CLASSIC[name](N_BITS, random_state=0).fit(X, Y)
+    with pytest.raises(HashbenchError, match=str(X.shape[1])):
+        est.encode(X[:, :-1])
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CLASSIC.items() if c.supervised))
+def test_supervised_methods_refuse_missing_labels(name):
+    X, _ = _tiny()
+    with pytest.raises(HashbenchError, match="labels"):
+        CLASSIC[name](N_BITS, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in CLASSIC.items() if not c.supervised))
+def test_unsupervised_methods_ignore_labels(name):
+    X, Y = _tiny()
+    a = CLASSIC[name](N_BITS, random_state=0).fit(X).encode(X)
+    b = CLASSIC[name](N_BITS, random_state=0).fit(X, Y).encode(X)
+    np.testing.assert_array_equal(a, b)
