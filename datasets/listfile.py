@@ -1,0 +1,153 @@
+"""Images named by list files, the format most deep-hashing code and pre-made splits use.
+
+One line per image, space separated: ``<path> <0|1> <0|1> … <0|1>``; the path is relative to
+``data_root`` (backslashes are read as ``/``; paths may not contain spaces). Typically three files:
+``train.txt``, ``test.txt`` (the queries) and ``database.txt``; an optional ``val`` file, or
+``n_val`` images carved out of the training list with ``seed``. Published lists sometimes carry
+the absolute paths of their authors' machines: ``strip_prefix`` removes such a prefix (one string,
+or several separated by ``,`` / given as a list; the first that matches is removed).
+
+The splits are the files' own: nothing is drawn at random except the carved validation set. An
+image listed in several files must carry the same labels in each. Unlabelled entries are kept (the
+list decides). Missing and corrupt images are dropped from every split that lists them, reported,
+and refused with ``strict=True``. Split files (with their sha256) are still written to the cache
+dir, so a run records exactly which images it used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hashbench.errors import HashbenchError
+from hashbench.registry import DATASETS
+
+from ._common import Catalogue, RawImageDataset, parse_list_file, read_text_lines
+
+
+def _as_list(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+@DATASETS.register_module(name="listfile")
+class ListFile(RawImageDataset):
+    """Images and multi-hot labels from list files (``path 0 1 0 …``): train / query / database.
+
+    Parameters
+    ----------
+    data_root : str or Path
+        The folder list paths are relative to.
+    train, query, database : str or Path
+        List files; a relative name is looked up under ``data_root`` first, then the working
+        directory. Defaults: ``train.txt``, ``test.txt``, ``database.txt``.
+    val : str or Path, optional
+        A validation list file. Without it, ``n_val`` training images are carved out (default 0:
+        the published training list stays whole).
+    strip_prefix : str or list of str, optional
+        Prefix(es) removed from listed paths (e.g. ``/home/author/data/``).
+    class_names : list of str, str or None
+        Column names: a list, comma-separated names, or a file with one name per line. Default
+        ``"0"``, ``"1"``, ….
+    seed, image_size, strict, cache_dir, use_cache
+        As for ``mirflickr25k``.
+    """
+
+    name = "listfile"
+    drop_unlabelled = False
+
+    def __init__(self, data_root, *, train="train.txt", query="test.txt", database="database.txt",
+                 val=None, strip_prefix=None, class_names=None, n_val: int = 0, seed: int = 0,
+                 image_size: int = 224, strict: bool = False, cache_dir=None,
+                 use_cache: bool = True):
+        self.files = {"train": train, "query": query, "database": database}
+        if val is not None:
+            self.files["val"] = val
+        self.strip_prefix = _as_list(strip_prefix)
+        self._class_names_arg = class_names
+        identity = [f"{k}={v}" for k, v in self.files.items()] + self.strip_prefix
+        self._setup(data_root, protocol=None, seed=seed, image_size=image_size, n_val=n_val,
+                    strict=strict, scale_down=False, cache_dir=cache_dir, use_cache=use_cache,
+                    identity=identity)
+
+    def _resolve(self, spec, split: str) -> Path:
+        path = Path(spec).expanduser()
+        if path.is_absolute():
+            if path.is_file():
+                return path
+            raise HashbenchError(f"{self.name}: expected the {split} list file at {path}, not found")
+        for candidate in (self.data_root / path, Path.cwd() / path):
+            if candidate.is_file():
+                return candidate
+        raise HashbenchError(f"{self.name}: expected the {split} list file {spec} at "
+                             f"{self.data_root / path} (or {Path.cwd() / path}), not found")
+
+    def _names(self, width: int) -> list[str]:
+        arg = self._class_names_arg
+        if arg is None:
+            return [str(i) for i in range(width)]
+        if isinstance(arg, (list, tuple)):
+            names = [str(a) for a in arg]
+        else:
+            path = Path(str(arg)).expanduser()
+            found = next((p for p in (path, self.data_root / path) if p.is_file()), None)
+            names = ([n.strip() for n in read_text_lines(found) if n.strip()] if found
+                     else _as_list(arg))
+        if len(names) != width:
+            raise HashbenchError(f"{self.name}: class_names gives {len(names)} names but the list "
+                                 f"files have {width} label columns")
+        return names
+
+    def _read_catalogue(self) -> Catalogue:
+        order = [s for s in ("database", "train", "query", "val") if s in self.files]
+        parsed = {}
+        width = None
+        for split in order:
+            path = self._resolve(self.files[split], split)
+            paths, labels = parse_list_file(path, self.name, self.strip_prefix)
+            if not paths:
+                raise HashbenchError(f"{self.name}: the {split} list file {path} lists no image")
+            if width is None:
+                width = labels.shape[1]
+            elif labels.shape[1] != width:
+                raise HashbenchError(f"{self.name}: {path} has {labels.shape[1]} label columns, "
+                                     f"the {order[0]} list has {width}")
+            parsed[split] = (path, paths, labels)
+
+        index: dict[str, int] = {}
+        rels: list[str] = []
+        owner: list[str] = []
+        for split in order:
+            for p in parsed[split][1]:
+                if p not in index:
+                    index[p] = len(rels)
+                    rels.append(p)
+                    owner.append(split)
+        all_labels = np.zeros((len(rels), width), np.uint8)
+        filled = np.zeros(len(rels), bool)
+        fixed = {}
+        for split in order:
+            path, paths, labels = parsed[split]
+            idx = np.array([index[p] for p in paths], dtype=np.int64)
+            new = ~filled[idx]
+            all_labels[idx[new]] = labels[new]
+            filled[idx] = True
+            clash = np.flatnonzero((all_labels[idx] != labels).any(axis=1))
+            if len(clash):
+                j = clash[0]
+                raise HashbenchError(
+                    f"{self.name}: {paths[j]} has different labels in {path} and in the "
+                    f"{owner[idx[j]]} list file")
+            fixed[split] = idx
+        if "val" in fixed:
+            both = np.intersect1d(fixed["val"], fixed["query"])
+            if len(both):
+                raise HashbenchError(
+                    f"{self.name}: {len(both)} images of the val list are also queries (e.g. "
+                    f"{rels[both[0]]}); the query set must never be used for model selection")
+        return Catalogue(image_root=self.data_root, rels=rels, labels=all_labels,
+                         class_names=self._names(width), fixed=fixed,
+                         notes={"list_files": {s: str(parsed[s][0]) for s in order}})

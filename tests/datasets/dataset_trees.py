@@ -1,0 +1,143 @@
+"""Small trees in the exact on-disk layouts of the real distributions (see docs/datasets.md).
+
+Every tree carries the traps the loaders must survive: CRLF line endings, Windows paths, ``_r1``
+files, unlabelled images, a missing and a corrupt image. Builders return what a correct reader must
+find, computed independently of the loaders.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# The 24 MIRFLICKR potential labels, written out here independently of the loader.
+MIR_POTENTIAL = ["animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food",
+                 "indoor", "lake", "male", "night", "people", "plant_life", "portrait", "river",
+                 "sea", "sky", "structures", "sunset", "transport", "tree", "water"]
+MIR_R1 = ["baby", "bird", "car", "clouds", "dog", "female", "flower", "male", "night", "people",
+          "portrait", "river", "sea", "tree"]
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache root: nothing is written under ~/.cache."""
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "hb-cache"))
+
+
+def write_jpeg(path: Path, seed: int, size=(20, 14)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+
+
+def write_corrupt(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg " * 3)
+
+
+def write_lines(path: Path, lines, crlf: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    end = "\r\n" if crlf else "\n"
+    path.write_bytes("".join(f"{line}{end}" for line in lines).encode())
+
+
+# ------------------------------------------------------------------------------ MIRFLICKR-25K
+def mirflickr_labels(i: int) -> set[int]:
+    """Columns of image ``i`` in the potential set (before unlabelled ones are removed)."""
+    return {i % 24, (i * 5) % 24}
+
+
+def make_mirflickr(root: Path, n: int = 60, *, unlabelled=(3, 11), missing=(5,), corrupt=(7,),
+                   r1_only=(11,)) -> dict:
+    """``root/mirflickr/im1..n.jpg`` and ``root/mirflickr25k_annotations_v080/``.
+
+    ``missing``: annotated, file absent. ``corrupt``: annotated, file undecodable.
+    ``unlabelled``: in no potential file. ``r1_only``: unlabelled but listed in ``baby_r1.txt``.
+    Returns {number: sorted column list} for every labelled image number.
+    """
+    images = root / "mirflickr"
+    for i in range(1, n + 1):
+        if i in missing:
+            continue
+        if i in corrupt:
+            write_corrupt(images / f"im{i}.jpg")
+        else:
+            write_jpeg(images / f"im{i}.jpg", seed=i)
+    (images / "meta" / "tags").mkdir(parents=True)
+    (images / "meta" / "tags" / "tags1.txt").write_text("sky\nblue\n")
+    labels = {i: sorted(mirflickr_labels(i)) for i in range(1, n + 1) if i not in unlabelled}
+    ann = root / "mirflickr25k_annotations_v080"
+    for c, name in enumerate(MIR_POTENTIAL):
+        nums = [i for i, cols in labels.items() if c in cols]
+        write_lines(ann / f"{name}.txt", nums, crlf=c % 2 == 0)
+    for name in MIR_R1:
+        nums = [1, 2] + (list(r1_only) if name == "baby" else [])
+        write_lines(ann / f"{name}_r1.txt", nums, crlf=True)
+    (ann / "README.txt").write_text("MIRFLICKR-25K potential and relevant labels\n")
+    return labels
+
+
+@pytest.fixture
+def mirflickr_tree(tmp_path):
+    root = tmp_path / "mirflickr-data"
+    labels = make_mirflickr(root)
+    return root, labels
+
+
+# ------------------------------------------------------------------------------ NUS-WIDE
+NUS_CONCEPTS = [f"concept{k:02d}" for k in range(81)]
+NUS_FREQUENT = list(range(30, 51))  # by construction the 21 most frequent columns
+
+
+def nus_row(i: int) -> set[int]:
+    """Concept columns of list entry ``i`` (before the designated special cases)."""
+    cols = {30 + i % 21, 30 + (i * 4) % 21}
+    if i % 9 == 0:
+        cols.add(i % 30)  # a rare concept (never among the frequent ones)
+    return cols
+
+
+def make_nuswide(root: Path, n: int = 150, *, unlabelled=(4, 40), rare_only=(13,), missing=(6,),
+                 corrupt=(8,), concepts_at_top: bool = False) -> dict:
+    """The NUS-WIDE layout: ImageList/Imagelist.txt (CRLF, backslashes), Groundtruth/AllLabels,
+    ConceptsList/Concepts81.txt (or at the top), Flickr/<folder>/<file>.
+
+    Returns {"rels": [...], "labels": (n, 81) array} in list order.
+    """
+    folders = ["actor", "beach", "zoo"]
+    rels, lines = [], []
+    for i in range(n):
+        folder = folders[i % 3]
+        name = f"{i:04d}_{1000 + 7 * i}.jpg"
+        rels.append(f"{folder}/{name}")
+        lines.append(f"C:\\ImageData\\Flickr\\{folder}\\{name}" if i % 2 else f"{folder}\\{name}")
+        path = root / "Flickr" / folder / name
+        if i in missing:
+            continue
+        if i in corrupt:
+            write_corrupt(path)
+        else:
+            write_jpeg(path, seed=100 + i)
+    write_lines(root / "ImageList" / "Imagelist.txt", lines, crlf=True)
+    labels = np.zeros((n, 81), np.uint8)
+    for i in range(n):
+        if i in unlabelled:
+            continue
+        cols = {0} if i in rare_only else nus_row(i)
+        labels[i, sorted(cols)] = 1
+    for c, concept in enumerate(NUS_CONCEPTS):
+        write_lines(root / "Groundtruth" / "AllLabels" / f"Labels_{concept}.txt",
+                    labels[:, c].tolist(), crlf=c % 3 == 0)
+    concepts_file = (root / "Concepts81.txt" if concepts_at_top
+                     else root / "ConceptsList" / "Concepts81.txt")
+    write_lines(concepts_file, NUS_CONCEPTS, crlf=True)
+    return {"rels": rels, "labels": labels}
+
+
+@pytest.fixture
+def nuswide_tree(tmp_path):
+    root = tmp_path / "nuswide-data"
+    return root, make_nuswide(root)

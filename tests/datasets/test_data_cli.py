@@ -1,0 +1,121 @@
+"""``hashbench data verify`` / ``prepare`` through the argparse entry point."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from hashbench import data_cli
+from hashbench.registry import DATASETS, entries
+
+SMALL = ["n_query=10", "n_val=5", "image_size=16"]
+
+
+def test_all_four_datasets_are_registered():
+    assert {"mirflickr25k", "nuswide81", "nuswide21", "listfile", "features"} <= set(entries(DATASETS))
+
+
+def test_add_parser_sets_a_func():
+    parser = argparse.ArgumentParser(prog="hashbench")
+    data_cli.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["data", "verify", "dataset=mirflickr25k", "data_root=/x", "--json"])
+    assert args.action == "verify" and args.json and callable(args.func)
+    assert args.words == ["dataset=mirflickr25k", "data_root=/x"]
+
+
+def test_verify_json_counts(mirflickr_tree, capsys):
+    root, _ = mirflickr_tree
+    status = data_cli.main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", *SMALL,
+                            "--json"])
+    out = capsys.readouterr().out
+    report = json.loads(out)
+    assert status == 0 and len(out.strip().splitlines()) == 1
+    assert {k: report[k] for k in ("dataset", "images", "labelled", "classes", "missing", "corrupt")} \
+        == {"dataset": "mirflickr25k", "images": 59, "labelled": 57, "classes": 24, "missing": 1,
+            "corrupt": 1}
+    assert report["splits"] == {"train": 41, "query": 10, "database": 46, "val": 5}
+    assert report["published"]["labelled"] == 24581
+    assert set(report["split_files"]["files"]) == {"train", "query", "database", "val"}
+
+
+def test_verify_text_summary(nuswide_tree, capsys):
+    root, _ = nuswide_tree
+    status = data_cli.main(["data", "verify", "dataset=nuswide21", f"data_root={root}",
+                            "per_concept_query=1", "per_concept_train=2", "n_val=0"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "images     150  (published: 269648)" in out
+    assert "missing    1" in out and "corrupt    1" in out
+    assert "protocol standard: train 42, query 21, database 124" in out
+
+
+def test_verify_reports_why_splits_cannot_be_formed(mirflickr_tree, capsys):
+    root, _ = mirflickr_tree
+    status = data_cli.main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}",
+                            "decode=false", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 1 and "2000 query" in report["splits"]["error"]
+    assert report["corrupt"] == 0 and report["decoded"] is False
+
+
+def test_verify_strict_fails_on_bad_images(mirflickr_tree, capsys):
+    root, _ = mirflickr_tree
+    status = data_cli.main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", *SMALL,
+                            "strict=true", "--json"])
+    assert status == 1 and json.loads(capsys.readouterr().out)["missing"] == 1
+
+
+def test_wrong_data_root_is_one_line_and_exit_2(tmp_path, capsys):
+    status = data_cli.main(["data", "verify", "dataset=nuswide81", f"data_root={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1
+    assert err.startswith("hashbench: error: nuswide81: expected the image list")
+    assert str(tmp_path / "ImageList" / "Imagelist.txt") in err
+
+
+def test_bad_words(capsys):
+    assert data_cli.main(["data", "verify", "mirflickr25k"]) == 2
+    assert "key=value" in capsys.readouterr().err
+    assert data_cli.main(["data", "verify", "dataset=nope", "data_root=/x"]) == 2
+    assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_prepare_then_training_reads_the_cache(mirflickr_tree, capsys):
+    from hashbench.registry import build
+    root, _ = mirflickr_tree
+    status = data_cli.main(["data", "prepare", "dataset=mirflickr25k", f"data_root={root}",
+                            *SMALL, "workers=0", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert status == 0 and result["images"] == 57 and result["corrupt"] == 1
+    ds = build(DATASETS, dict(type="mirflickr25k", data_root=str(root), n_query=10, n_val=5,
+                              image_size=16))
+    split = ds.get("train")
+    assert split.cache_file is not None and (split.rows >= 0).all()
+    assert "mirflickr/im7.jpg" not in split.rel_paths  # corrupt: known from the prepare pass
+    x, _ = split[0]
+    assert x.dtype.is_floating_point is False and tuple(x.shape) == (3, 16, 16)
+
+
+def test_prepare_refuses_features(tmp_path, capsys):
+    path = tmp_path / "f.npz"
+    z = {f"{s}_{k}": (np.zeros((3, 2)) if k == "features" else np.eye(3, dtype=np.uint8))
+         for s in ("train", "query", "database") for k in ("features", "labels")}
+    np.savez(path, **z)
+    assert data_cli.main(["data", "verify", "dataset=features", f"data_root={path}", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"] == {"train": 3, "query": 3, "database": 3} and report["classes"] == 3
+    assert data_cli.main(["data", "prepare", "dataset=features", f"data_root={path}"]) == 2
+    assert "nothing to decode" in capsys.readouterr().err
+
+
+def test_time_reads_an_epoch_with_and_without_the_cache(mirflickr_tree, capsys):
+    root, _ = mirflickr_tree
+    words = ["dataset=mirflickr25k", f"data_root={root}", *SMALL, "batch_size=8"]
+    assert data_cli.main(["data", "time", *words, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["images"] == 42 and first["decode"]["seconds"] > 0 and first["cache"] is None
+    data_cli.main(["data", "prepare", *words, "workers=0"])
+    capsys.readouterr()
+    assert data_cli.main(["data", "time", *words]) == 0
+    assert "prepared cache" in capsys.readouterr().out
