@@ -58,3 +58,41 @@ def reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
 def balance(codes: torch.Tensor) -> torch.Tensor:
     """Mean-zero (bit balance) penalty 1/2 * sum_k (mean over the batch of b_k)^2."""
     return 0.5 * codes.mean(dim=0).pow(2).sum()
+
+
+def quantization_error(codes: torch.Tensor) -> torch.Tensor:
+    """Per-item quantisation error ||b_i - u_i||^2 with b_i = sign(u_i); shape (B,).
+
+    ``codes`` (B, K) are real-valued outputs u. The binary code b takes +1 where u > 0 and -1
+    elsewhere — the same threshold as encoding — and is a constant (no gradient flows through it).
+    Used by DPSH and DTSH.
+    """
+    b = codes.detach().gt(0).to(codes.dtype) * 2 - 1
+    return (b - codes).pow(2).sum(dim=1)
+
+
+def _probe(fn) -> float:
+    """The value ``fn`` gives two identical items that carry two labels (graded: 2, binary/cosine: 1)."""
+    y = torch.tensor([[1.0, 1.0, 0.0]])
+    return float(fn(y, y).max())
+
+
+def _in_unit(value: float) -> bool:
+    return -1e-6 <= value <= 1 + 1e-6  # cosine in float32 may round to 1.0000001
+
+
+def unit_similarity(name: str, owner: str):
+    """The similarity ``name``, refused unless its values lie in [0, 1].
+
+    Pairwise likelihood and contrastive losses (DPSH, DSH, HashNet) read the similarity as a
+    target s_ij in [0, 1]; shared-label counts (``graded``) would make them unbounded below.
+    """
+    from hashbench.registry import SIMILARITIES, entries
+
+    fn = similarity(name)
+    if not _in_unit(_probe(fn)):
+        valid = [n for n, f in entries(SIMILARITIES).items() if _in_unit(_probe(f))]
+        raise HashbenchError(
+            f"{owner} needs a similarity with values in [0, 1]; got {name!r} "
+            f"(it gives {_probe(fn):g} for two items sharing two labels); valid: {', '.join(valid)}")
+    return fn

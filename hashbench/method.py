@@ -95,8 +95,9 @@ class DeepMethod:
     loss : nn.Module or dict
         Called as ``loss(codes, labels)`` with relaxed codes (B, K) in (-1, 1) and multi-hot labels
         (B, C); returns a dict with a scalar ``loss`` and named terms for logging.
-    relaxation : {"sigmoid", "tanh"}
-        How pre-activations z become relaxed codes b: ``2*sigmoid(z) - 1`` or ``tanh(z)``.
+    relaxation : {"sigmoid", "tanh", "identity"}
+        How pre-activations z become relaxed codes b: ``2*sigmoid(z) - 1``, ``tanh(z)``, or z itself
+        (the real-valued outputs of DPSH, DSH, DTSH, whose losses pull them towards ±1).
     bypass : bool
         Whether the hash layer also reads a lower backbone stage (DSRH's bypass connection).
     lr_mult : dict
@@ -106,7 +107,7 @@ class DeepMethod:
         Fraction of training after which the hash layer's learning rates drop ×10 (None: never).
     """
 
-    RELAXATIONS = ("sigmoid", "tanh")
+    RELAXATIONS = ("sigmoid", "tanh", "identity")
 
     def __init__(self, n_bits: int, *, loss, relaxation: str = "sigmoid", bypass: bool = True,
                  lr_mult: dict | None = None, head_lr_drop: float | None = None):
@@ -125,4 +126,6 @@ class DeepMethod:
         """Relaxed codes in (-1, 1) from pre-activations ``z`` (B, K); ``progress`` in [0, 1]."""
         import torch
 
-        return 2 * torch.sigmoid(z) - 1 if self.relaxation == "sigmoid" else torch.tanh(z)
+        if self.relaxation == "sigmoid":
+            return 2 * torch.sigmoid(z) - 1
+        return torch.tanh(z) if self.relaxation == "tanh" else z
