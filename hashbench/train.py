@@ -54,9 +54,9 @@ def _autocast(device: torch.device, precision: str):
 class Progress:
     """One status line per epoch (rewritten in place on a terminal), to stderr."""
 
-    def __init__(self, label: str, stream=sys.stderr):
-        self.label, self.stream = label, stream
-        self.tty = stream.isatty()
+    def __init__(self, label: str, stream=None):
+        self.label, self.stream = label, stream or sys.stderr
+        self.tty = self.stream.isatty()
 
     def update(self, text: str, final: bool = False):
         end = "\n" if (final or not self.tty) else ""

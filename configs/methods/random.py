@@ -1,0 +1,2 @@
+# Random codes: the chance row of every table.
+method = dict(type="random")

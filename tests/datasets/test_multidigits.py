@@ -1,0 +1,66 @@
+"""The embedded default dataset: determinism, label semantics, disjoint query handwriting, cache."""
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from hashbench.errors import HashbenchError
+from hashbench.registry import DATASETS, build
+
+SMALL = dict(type="multidigits", n_train=120, n_query=40, n_database=80)
+
+
+def make(tmp_path, **kw):
+    return build(DATASETS, {**SMALL, "cache_dir": str(tmp_path), **kw})
+
+
+def test_same_parameters_same_canvases(tmp_path):
+    a = make(tmp_path / "a")
+    b = make(tmp_path / "b")
+    for split in ("train", "query", "database"):
+        assert np.array_equal(a.get(split).inputs.numpy(), b.get(split).inputs.numpy())
+        assert np.array_equal(a.get(split).labels, b.get(split).labels)
+    c = make(tmp_path / "c", seed=1)
+    assert not np.array_equal(a.get("train").inputs.numpy(), c.get("train").inputs.numpy())
+
+
+def test_labels_are_the_digits_drawn(tmp_path):
+    ds = make(tmp_path)
+    targets = load_digits().target
+    for split in ("train", "query", "database"):
+        inst, labels = ds.instances(split), ds.get(split).labels
+        for row, lab in zip(inst, labels):
+            drawn = {int(targets[i]) for i in row if i >= 0}
+            assert set(np.flatnonzero(lab)) == drawn
+            assert 1 <= len(drawn) <= 4 and len(drawn) == (row >= 0).sum()  # distinct digits
+    x = ds.get("query").inputs.numpy()
+    assert x.dtype == np.uint8 and x.shape[1:] == (3, 32, 32)
+    # an empty cell is black, a drawn one is not
+    inst = ds.instances("query")
+    for c in range(len(x)):
+        for k in range(4):
+            cell = x[c, 0, (k // 2) * 16:(k // 2 + 1) * 16, (k % 2) * 16:(k % 2 + 1) * 16]
+            assert (cell.max() > 0) == (inst[c, k] >= 0)
+
+
+def test_query_handwriting_never_seen_in_training(tmp_path):
+    ds = make(tmp_path)
+    train = set(ds.instances("train").ravel()) - {-1}
+    query = set(ds.instances("query").ravel()) - {-1}
+    assert train and query and not train & query
+
+
+def test_second_build_reads_the_cache(tmp_path, monkeypatch):
+    first = make(tmp_path)
+    assert first.cache_path.exists()
+    import hashbench.datasets.multidigits as md
+
+    monkeypatch.setattr(md, "generate", lambda **kw: pytest.fail("regenerated despite the cache"))
+    again = make(tmp_path)
+    assert np.array_equal(first.get("train").labels, again.get("train").labels)
+
+
+def test_bad_parameters_are_refused(tmp_path):
+    with pytest.raises(HashbenchError, match="max_digits"):
+        make(tmp_path, max_digits=5)
+    with pytest.raises(HashbenchError, match="has no parameter 'n_trian'; valid: n_train"):
+        make(tmp_path, n_trian=3)

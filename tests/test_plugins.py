@@ -1,0 +1,96 @@
+"""Registries and the three plugin routes: plugins=, custom_imports in a config, entry points."""
+import json
+import sys
+import textwrap
+
+import pytest
+
+from hashbench.cli import main
+from hashbench.errors import HashbenchError
+from hashbench.method import ClassicHasher
+from hashbench.registry import METHODS, build, entries, lookup
+
+PLUGIN = '''
+import numpy as np
+from hashbench.method import ClassicHasher
+from hashbench.registry import METHODS
+
+
+@METHODS.register_module(name="{name}")
+class FirstBits(ClassicHasher):
+    """Toy plugin: a fixed random projection's signs."""
+
+    def fit(self, X, Y=None):
+        X, _ = self._check_fit_input(X, Y)
+        self.w_ = np.random.default_rng(0).standard_normal((X.shape[1], self.n_bits))
+        return self
+
+    def encode(self, X):
+        return (self._check_encode_input(X) @ self.w_ > 0).astype(np.uint8)
+'''
+TINY = ["bits=8", "epochs=1", "dataset.n_train=64", "dataset.n_query=16", "dataset.n_database=48"]
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def records(out):
+    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_registries_find_their_modules_without_explicit_imports():
+    assert {"dsrh", "random", "itq"} <= set(entries(METHODS))
+    assert issubclass(lookup(METHODS, "random"), ClassicHasher)
+    with pytest.raises(HashbenchError, match=r"unknown method 'randm'; valid: random"):
+        lookup(METHODS, "randm")
+    with pytest.raises(HashbenchError, match=r"method 'random' has no parameter 'n_bitz'; valid: n_bits"):
+        build(METHODS, dict(type="random", n_bitz=3))
+
+
+def test_plugin_file_runs_by_name(tmp_path):
+    path = tmp_path / "plugin_file.py"
+    path.write_text(PLUGIN.format(name="plugin_from_file"))
+    out = tmp_path / "out"
+    assert main(["run", "methods=plugin_from_file,random", f"plugins={path}", f"out={out}", *TINY]) == 0
+    got = records(out)
+    assert [r["method"] for r in got] == ["plugin_from_file", "random"]
+    assert 0 <= got[0]["metrics"]["map"] <= 1
+
+
+def test_plugin_module_and_custom_imports(tmp_path, monkeypatch):
+    (tmp_path / "plugin_module_a.py").write_text(PLUGIN.format(name="plugin_by_module"))
+    (tmp_path / "plugin_module_b.py").write_text(PLUGIN.format(name="plugin_by_config"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    assert main(["run", "methods=plugin_by_module", "plugins=plugin_module_a", f"out={out}", *TINY]) == 0
+    from hashbench.config import CONFIG_ROOT
+
+    cfg = tmp_path / "with_plugin.py"
+    cfg.write_text(textwrap.dedent(f"""
+        _base_ = [{str(CONFIG_ROOT / 'default.py')!r}]
+        custom_imports = dict(imports=["plugin_module_b"], allow_failed_imports=False)
+        methods = ["plugin_by_config"]
+    """))
+    assert main(["run", f"config={cfg}", f"out={out}", *TINY]) == 0
+    assert [r["method"] for r in records(out)] == ["plugin_by_module", "plugin_by_config"]
+
+
+def test_entry_point_plugin(tmp_path, monkeypatch, capsys):
+    (tmp_path / "plugin_module_ep.py").write_text(PLUGIN.format(name="plugin_by_entry_point"))
+    dist = tmp_path / "toyplugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toyplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[hashbench.plugins]\ntoy = plugin_module_ep\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["list", "methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "plugin_by_entry_point Toy plugin: a fixed random projection's signs." in [" ".join(l.split()) for l in lines]
+
+
+def test_missing_plugin_is_a_one_line_error(capsys):
+    assert main(["run", "plugins=no_such_plugin_module"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hashbench: error: cannot import plugin 'no_such_plugin_module'")
+    assert err.count("\n") == 1
