@@ -1,0 +1,73 @@
+"""Every real dataset name runs through `hashbench run` and `hashbench data verify` on a small tree."""
+import json
+
+import numpy as np
+import pytest
+
+from dataset_trees import make_mirflickr, make_nuswide, write_jpeg, write_lines
+from hashbench.cli import main
+
+COMMON = ["bits=8", "epochs=1", "dataset.image_size=32", "dataset.n_val=0"]
+
+
+def run(tmp_path, *words):
+    out = tmp_path / "out"
+    assert main(["run", f"out={out}", *COMMON, *words]) == 0
+    return [json.loads(l) for l in (out / "results.jsonl").read_text().splitlines()]
+
+
+def test_mirflickr25k(tmp_path):
+    make_mirflickr(tmp_path / "mf", n=60)
+    recs = run(tmp_path, "dataset=mirflickr25k", f"data_root={tmp_path / 'mf'}", "dataset.n_query=8",
+               "methods=dsrh,itq")
+    assert [r["method"] for r in recs] == ["dsrh", "itq"] and all(r["dataset"] == "mirflickr25k" for r in recs)
+    assert all(0 <= r["metrics"]["map"] <= 1 for r in recs)
+
+
+def test_nuswide21_and_81(tmp_path):
+    make_nuswide(tmp_path / "nus", n=150)
+    recs = run(tmp_path, "dataset=nuswide21", f"data_root={tmp_path / 'nus'}", "dataset.per_concept_query=1",
+               "dataset.per_concept_train=2", "methods=lsh")
+    assert recs[0]["dataset"] == "nuswide21"
+    recs = run(tmp_path, "dataset=nuswide81", f"data_root={tmp_path / 'nus'}", "dataset.n_query=10",
+               "methods=random")
+    assert recs[-1]["dataset"] == "nuswide81"
+
+
+def test_listfile_and_features(tmp_path):
+    root = tmp_path / "lists"
+    rows = []
+    for i in range(30):
+        write_jpeg(root / "img" / f"{i:03d}.jpg", seed=i)
+        rows.append(f"img/{i:03d}.jpg {i % 2} {int(i % 3 == 0)} 1")
+    write_lines(root / "train.txt", rows[:20])
+    write_lines(root / "test.txt", rows[20:])
+    write_lines(root / "database.txt", rows[:20])
+    assert run(tmp_path, "dataset=listfile", f"data_root={root}", "methods=pcah")[0]["dataset"] == "listfile"
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 40), ("query", 10), ("database", 30)):
+        arrays[f"{split}_features"] = rng.standard_normal((n, 12)).astype(np.float32)
+        arrays[f"{split}_labels"] = (rng.random((n, 4)) < 0.4).astype(np.uint8)
+    np.savez(tmp_path / "f.npz", **arrays)
+    out = tmp_path / "fout"
+    assert main(["run", f"out={out}", "bits=8", "dataset=features", f"data_root={tmp_path / 'f.npz'}",
+                 "methods=itq"]) == 0
+    assert json.loads((out / "results.jsonl").read_text())["dataset"] == "features"
+
+
+@pytest.mark.parametrize("name", ["mirflickr25k", "nuswide81"])
+def test_data_verify_through_the_main_cli(tmp_path, capsys, name):
+    maker = make_mirflickr if name == "mirflickr25k" else make_nuswide
+    maker(tmp_path / "tree")
+    assert main(["data", "verify", f"dataset={name}", f"data_root={tmp_path / 'tree'}", "n_query=5", "n_val=0",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dataset"] == name and summary["missing"] == 1 and summary["corrupt"] == 1
+
+
+def test_wrong_data_root_is_one_line(tmp_path, capsys):
+    assert main(["run", "dataset=mirflickr25k", f"data_root={tmp_path / 'nowhere'}", "methods=lsh"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hashbench: error:") and str(tmp_path / "nowhere") in err and err.count("\n") == 1
