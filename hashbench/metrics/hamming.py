@@ -71,6 +71,22 @@ def tie_key(query_seed, item):
 
 
 @njit(inline="always")
+def _distances(qw, i, dw, dist):
+    """dist[j] = popcount(q_i ^ x_j) for every database item j (one word unrolled: vectorised)."""
+    n_db, n_words = dw.shape
+    if n_words == 1:
+        qv = qw[i, 0]
+        for j in range(n_db):
+            dist[j] = popcount(qv ^ dw[j, 0])
+    else:
+        for j in range(n_db):
+            s = 0
+            for w in range(n_words):
+                s += popcount(qw[i, w] ^ dw[j, w])
+            dist[j] = s
+
+
+@njit(inline="always")
 def _count_within(dist, radius):
     # items at distance <= radius: a branch-free loop the compiler vectorises
     c = 0
@@ -125,7 +141,6 @@ def group_stats(qw, dw, ql, dl, dense_r, dense_b, use_dense, kcut, radius, full,
     """
     c = qw.shape[0]
     n_db = dw.shape[0]
-    n_words = qw.shape[1]
     n_label_words = ql.shape[1]
     n_groups = n_out.shape[1]
     for worker in prange(n_par):
@@ -134,17 +149,7 @@ def group_stats(qw, dw, ql, dl, dense_r, dense_b, use_dense, kcut, radius, full,
         cand_r = np.empty(n_db, np.float64)
         cand_b = np.empty(n_db if use_dense else 0, np.bool_)
         for i in range(worker, c, n_par):
-            # pass 1: distances (the compiler vectorises this popcount loop)
-            if n_words == 1:
-                qv = qw[i, 0]
-                for j in range(n_db):
-                    dist[j] = popcount(qv ^ dw[j, 0])
-            else:
-                for j in range(n_db):
-                    s = 0
-                    for w in range(n_words):
-                        s += popcount(qw[i, w] ^ dw[j, w])
-                    dist[j] = s
+            _distances(qw, i, dw, dist)  # pass 1
 
             boundary = -1
             if kcut > 0:
@@ -280,20 +285,10 @@ def relevance_histograms(ql, ul, ucount, out):
 def distance_histograms(qw, dw, out):
     """out[i, d] = number of database items at Hamming distance d from query i (popcount only)."""
     n_db = dw.shape[0]
-    n_words = qw.shape[1]
     n_groups = out.shape[1]
     for i in prange(qw.shape[0]):
         dist = np.empty(n_db, np.int32)
-        if n_words == 1:
-            qv = qw[i, 0]
-            for j in range(n_db):
-                dist[j] = popcount(qv ^ dw[j, 0])
-        else:
-            for j in range(n_db):
-                s = 0
-                for w in range(n_words):
-                    s += popcount(qw[i, w] ^ dw[j, w])
-                dist[j] = s
+        _distances(qw, i, dw, dist)
         # four interleaved histograms, so consecutive increments rarely hit the same counter
         hist = np.zeros((4, n_groups), np.int64)
         for j in range(n_db):
