@@ -1,0 +1,66 @@
+"""The released-code sampler against the rules of dsrh.md, checked item by item."""
+import math
+
+import numpy as np
+import pytest
+
+from hashbench.datasets.base import ArraySplit
+from hashbench.errors import HashbenchError
+from hashbench.samplers import TRIPLETS, ReleasedTripletSampler
+
+
+def split_of(labels):
+    labels = np.asarray(labels, np.uint8)
+    return ArraySplit(np.zeros((len(labels), 3, 2, 2), np.uint8), labels)
+
+
+LABELS = [[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0], [1, 1, 1], [0, 1, 0]]
+
+
+def test_anchor_repetition_and_unlabelled_never_anchor():
+    s = ReleasedTripletSampler(split_of(LABELS), balance_count=6)
+    counts = np.asarray(LABELS).sum(0)  # label counts 4, 4, 2
+    want = []
+    for i, row in enumerate(LABELS):
+        if sum(row):
+            rarest = min(counts[c] for c in range(3) if row[c])
+            want += [i] * (6 // rarest + 1)
+    # anchor 5 shares a label with everyone labelled, but item 4 (unlabelled) is its negative
+    assert sorted(s.anchors.tolist()) == sorted(want)
+    assert 4 not in s.anchors
+
+
+def test_draws_follow_the_levels_and_weights():
+    lab = np.asarray(LABELS)
+    s = ReleasedTripletSampler(split_of(LABELS), seed=3)
+    for k in range(len(s)):
+        (q, a, b, neg), w = s.draw(k)
+        r = lab @ lab[q]
+        r[q] = -1
+        assert r[neg] == 0 and r[a] == r.max() and q not in (a, neg)
+        between = [(0 < v < r.max()) for v in r]
+        if r.max() >= 2 and any(between):
+            ra, rb = r[a], r[b]
+            assert 0 < rb < ra
+            z = (2 ** ra - 1) / math.log(2) + (2 ** rb - 1) / math.log(3)
+            assert np.allclose(w, [(2 ** ra - 2 ** rb) / z, (2 ** ra - 1) / z, (2 ** rb - 1) / z])
+        else:
+            assert np.allclose(w, [0, math.log(2), 0])  # one triplet (q, x+, x-), weight ln 2
+    assert TRIPLETS[1] == (0, 1, 3)
+
+
+def test_draws_are_reproducible_per_epoch():
+    s = ReleasedTripletSampler(split_of(LABELS), seed=1)
+    first = [s.draw(k)[0].tolist() for k in range(len(s))]
+    assert first == [s.draw(k)[0].tolist() for k in range(len(s))]
+    s.set_epoch(1)
+    assert first != [s.draw(k)[0].tolist() for k in range(len(s))]
+    x, y, w = s[0]
+    assert x.shape == (4, 3, 2, 2) and y.shape == (4, 3) and w.shape == (3,)
+
+
+def test_no_negative_or_no_label_is_refused():
+    with pytest.raises(HashbenchError, match="no anchor with a negative"):
+        ReleasedTripletSampler(split_of([[1, 0], [1, 1], [1, 0]]))
+    with pytest.raises(HashbenchError, match="needs labelled training images"):
+        ReleasedTripletSampler(split_of([[0, 0], [0, 0]]))
