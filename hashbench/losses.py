@@ -46,6 +46,52 @@ def ranked_pairs(rel: torch.Tensor, anchors: torch.Tensor | None = None) -> torc
     return (rel[:, :, None] > rel[:, None, :]) & other[:, :, None] & other[:, None, :]
 
 
+class _WeightedRankingHinge(torch.autograd.Function):
+    """Per-anchor sum_ij W[q,i,j] * max(0, margin + d[q,i] - d[q,j]), with one (A, B, B) buffer.
+
+    Plain autograd keeps the hinge, the weights and the products of every triplet alive for the
+    backward pass; the gradient only needs G = W * [hinge > 0], from which
+    dL/dd[q,i] = sum_j G[q,i,j] - sum_j G[q,j,i]. The hinge buffer is turned into G in place.
+    """
+
+    @staticmethod
+    def forward(ctx, d, weights, margin, triplets):
+        a, b = d.shape
+        hinge = (d + margin)[:, :, None] - d[:, None, :]  # margin + d_qi - d_qj, as written
+        hinge.clamp_(min=0)
+        per_anchor = torch.bmm(hinge.view(a, 1, b * b), weights.reshape(a, b * b, 1)).view(a)
+        on = hinge.gt_(0)  # in place: 1.0 where the hinge is positive, else 0.0
+        if triplets is not None:
+            active = (on > 0).logical_and_(triplets).sum()
+        g = on.mul_(weights)  # G, in the hinge's memory
+        if triplets is None:
+            active = g.count_nonzero()
+        ctx.save_for_backward(g)
+        ctx.mark_non_differentiable(active)
+        return per_anchor, active
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_per_anchor, _grad_active):
+        (g,) = ctx.saved_tensors
+        return (g.sum(dim=2) - g.sum(dim=1)) * grad_per_anchor[:, None], None, None, None
+
+
+def weighted_ranking_hinge(d: torch.Tensor, weights: torch.Tensor, margin: float,
+                           triplets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted triplet hinge of A anchors: per-anchor losses (A,) and the count of active triplets.
+
+    ``d`` (A, B) are distances from each anchor to the batch items (a distance: smaller is
+    closer); ``weights`` (A, B, B), zero outside the triplets (q, i, j) to count (e.g.
+    :func:`ranked_pairs` times a weight; no gradient flows into it). Returns
+    ``sum_ij weights[q,i,j] * max(0, margin + d[q,i] - d[q,j])`` per anchor and the number of
+    triplets — entries of the bool mask ``triplets`` (A, B, B), default ``weights != 0`` — whose
+    hinge is positive. Same value and gradient as the elementwise formula under autograd, with
+    one (A, B, B) temporary instead of several.
+    """
+    return _WeightedRankingHinge.apply(d, weights.detach(), float(margin), triplets)
+
+
 def reduce(per_anchor: torch.Tensor, reduction: str) -> torch.Tensor:
     """Reduce per-anchor losses (B,): ``mean`` over all anchors of the batch, or ``sum``."""
     if reduction == "mean":

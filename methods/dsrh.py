@@ -12,7 +12,9 @@ sum_p (2^r_(p) - 1) / ln(p + 1), as in the authors' released code (the paper all
 
 Triplets are formed in the mini-batch: every image is an anchor, and every ordered pair of other
 batch images with r_i > r_j is a triplet — all of them, as one masked (B, B, B) tensor computed in
-anchor chunks. The batch loss is the mean over anchors (``reduction="sum"`` sums instead).
+anchor chunks (:func:`hashbench.losses.weighted_ranking_hinge`: one (chunk, B, B) buffer holds the
+hinge and then its gradient mask, so the triplets cost a few passes over B^3 numbers). The batch
+loss is the mean over anchors (``reduction="sum"`` sums instead).
 
 The same loss with ``weighting="none"`` and ``similarity="binary"`` is the plain triplet ranking
 loss of Lai et al. (CVPR 2015): the ``triplet`` baseline is a config of this loss, not new code.
@@ -30,7 +32,8 @@ import torch
 from torch import nn
 
 from hashbench.errors import HashbenchError
-from hashbench.losses import balance, not_self, ranked_pairs, reduce, relaxed_hamming, similarity
+from hashbench.losses import (balance, not_self, ranked_pairs, reduce, relaxed_hamming, similarity,
+                              weighted_ranking_hinge)
 from hashbench.method import DeepMethod
 from hashbench.registry import LOSSES, METHODS
 
@@ -56,7 +59,7 @@ def ndcg_weights(rel: torch.Tensor, anchors: torch.Tensor | None = None,
     ordered = others.sort(dim=1, descending=True).values
     discounts = torch.log(torch.arange(2, rel.shape[1] + 2, device=rel.device, dtype=rel.dtype))
     z = ((torch.pow(2.0, ordered) - 1) / discounts).sum(dim=1)
-    return w / z.clamp_min(1e-12)[:, None, None]
+    return w.div_(z.clamp_min(1e-12)[:, None, None])
 
 
 @LOSSES.register_module(name="dsrh")
@@ -99,15 +102,19 @@ class DSRHLoss(nn.Module):
         """Per-anchor triplet loss (B,) and the number of triplets with a positive hinge."""
         rel = self.similarity(labels, labels).to(codes.dtype)
         dist = relaxed_hamming(codes, codes)
-        per_anchor, active = [], codes.new_zeros(())
+        per_anchor, active = [], codes.new_zeros((), dtype=torch.long)
         for s in range(0, len(codes), self.chunk):
             anchors = torch.arange(s, min(s + self.chunk, len(codes)), device=codes.device)
-            r, d = rel[anchors], dist[anchors]
-            mask = ranked_pairs(r, anchors)
-            hinge = torch.relu(self.margin + d[:, :, None] - d[:, None, :])
-            w = ndcg_weights(r, anchors, self.normalize) if self.weighting == "ndcg" else 1.0
-            per_anchor.append((w * hinge * mask).sum(dim=(1, 2)))
-            active = active + ((hinge > 0) & mask).sum()
+            r = rel[anchors]
+            with torch.no_grad():  # the weights are constants of the labels
+                mask = ranked_pairs(r, anchors)
+                if self.weighting == "ndcg":
+                    w = ndcg_weights(r, anchors, self.normalize).masked_fill_(~mask, 0)
+                else:
+                    w = mask.to(codes.dtype)
+            loss, n = weighted_ranking_hinge(dist[anchors], w, self.margin, mask)
+            per_anchor.append(loss)
+            active = active + n
         return torch.cat(per_anchor), active
 
     def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:

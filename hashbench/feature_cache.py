@@ -1,0 +1,144 @@
+"""Frozen-backbone features, extracted once and cached on disk under a content key.
+
+Classic methods (and deep heads on a frozen backbone) hash fixed features. A sweep of methods ×
+code lengths × seeds would otherwise run the backbone over every split again and again; here the
+features of one (dataset split, backbone, weights, transform) are computed once and written to
+
+    <cache_dir>/features/<key>.npy      float32 (n, D)
+    <cache_dir>/features/<key>.json     manifest: what the key was made of, shape, device, time
+
+The key is the sha256 of everything the features depend on:
+
+- the backbone config (``type``, ``name``, ``checkpoint``, ``lower_stage``, ...);
+- the *weights actually loaded*: a hash of every tensor of the backbone's ``state_dict``
+  (names, dtypes, shapes, bytes) — a different checkpoint file, an updated file at the same path
+  or another random initialisation (seed) gives another key;
+- the transform: input shape and dtype of the split's items and the normalisation mean/std;
+- the caller's ``split_key`` naming the data (dataset, its parameters, split), plus the number
+  of items and a hash of the split's labels as a safety net;
+- whether the bypass (lower-stage) feature is appended, and :data:`FEATURE_VERSION`.
+
+Files are written atomically (temporary file, then ``os.replace``), so concurrent runs and
+interrupted ones never leave a half-written cache entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+FEATURE_VERSION = 1  # bump when extract_features changes what it computes
+
+
+def default_cache_dir() -> Path:
+    """``$HASHBENCH_CACHE`` or ``~/.cache/hashbench`` (shared with the dataset caches)."""
+    return Path(os.environ.get("HASHBENCH_CACHE", Path.home() / ".cache" / "hashbench"))
+
+
+def weights_fingerprint(module: torch.nn.Module) -> str:
+    """sha256 of every tensor of ``module.state_dict()``: names, dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def transform_spec(backbone, split) -> dict:
+    """The input transform the features depend on: item shape and dtype, normalisation mean/std."""
+    x = split[0][0]
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return dict(input_shape=list(x.shape), input_dtype=str(x.dtype).replace("torch.", ""),
+                scale="1/255 for uint8" if x.dtype == torch.uint8 else "none",
+                mean=[float(v) for v in backbone.mean], std=[float(v) for v in backbone.std])
+
+
+def _labels_hash(split) -> str | None:
+    labels = getattr(split, "labels", None)
+    if labels is None:
+        return None
+    labels = np.ascontiguousarray(np.asarray(labels))
+    return hashlib.sha256(f"{labels.dtype}|{labels.shape}|".encode() + labels.tobytes()).hexdigest()
+
+
+def feature_key(backbone_cfg: dict, weights: str, transform: dict, split_key: str, *, n_items: int,
+                labels: str | None = None, bypass: bool = False) -> tuple[str, dict]:
+    """The content key (hex sha256) and the description it was made from."""
+    what = dict(version=FEATURE_VERSION, backbone={**backbone_cfg, "frozen": True}, weights_sha256=weights,
+                transform=transform, split_key=split_key, n_items=int(n_items), labels_sha256=labels,
+                bypass=bool(bypass))
+    text = json.dumps(what, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest(), what
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_dir=None, batch_size: int = 256,
+                    backbone=None, bypass: bool = False) -> np.ndarray:
+    """Features of every item of ``split`` from the frozen backbone ``backbone_cfg``, cached.
+
+    Parameters
+    ----------
+    backbone_cfg : dict
+        A ``BACKBONES`` config (``type``, ``name``, ...); built with ``frozen=True``. An untrained
+        backbone's weights come from the global torch RNG: seed before calling.
+    split : Dataset
+        Items ``(x, y)``; ``x`` uint8 (3, H, W) images (or float inputs).
+    split_key : str
+        Names the data: dataset, its parameters and the split, e.g. ``multidigits/<params>/train``.
+    device : torch.device or str
+        Where to extract on a miss (features are shared across devices).
+    cache_dir : path or None
+        Root of the cache (``<cache_dir>/features/``); default :func:`default_cache_dir`.
+    backbone : nn.Module or None
+        The backbone already built from ``backbone_cfg`` (frozen), to build it once for several
+        splits; its weights are still fingerprinted for the key.
+    bypass : bool
+        Append the lower-stage feature (final ⊕ lower), as :func:`hashbench.train.extract_features`.
+
+    Returns
+    -------
+    ndarray of shape (n, D), float32
+        The same values a fresh :func:`hashbench.train.extract_features` pass gives.
+    """
+    from hashbench import train
+    from hashbench.registry import BACKBONES, build
+
+    if backbone is None:
+        backbone = build(BACKBONES, {**backbone_cfg, "frozen": True})
+    key, what = feature_key(backbone_cfg, weights_fingerprint(backbone), transform_spec(backbone, split), split_key,
+                            n_items=len(split), labels=_labels_hash(split), bypass=bypass)
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / "features" / f"{key}.npy"
+    if path.exists():
+        try:
+            feats = np.load(path)
+            if feats.ndim == 2 and len(feats) == len(split):
+                return feats
+        except (OSError, ValueError):
+            pass  # unreadable: extract again and overwrite
+    device = torch.device(device)
+    t0 = time.perf_counter()
+    feats = train.extract_features(backbone, split, device, batch_size, bypass=bypass)
+    seconds = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda f: np.save(f, feats))
+    manifest = dict(key=key, **what, shape=list(feats.shape), dtype=str(feats.dtype), device=str(device),
+                    extract_seconds=round(seconds, 3), torch=torch.__version__,
+                    created=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    _atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(manifest, indent=1, default=str).encode()))
+    return feats

@@ -1,0 +1,122 @@
+"""Distributed training: two CPU processes (gloo, DDP) equal one process on the same global batch.
+
+The oracle is the single-process trainer itself. The model uses a LayerNorm backbone
+(``test_convnext``) so that nothing depends on how the batch is split (BatchNorm statistics
+would: on CUDA the trainer makes them global with SyncBatchNorm, which has no CPU kernel). The
+optimiser is SGD, whose update is proportional to the gradient: a gradient off by the number
+of processes — the classic DDP-with-gathered-loss mistake — shows up (Adam would hide it).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+import torch
+
+from hashbench.distributed import World, init_distributed
+from hashbench.errors import HashbenchError
+
+BITS = 16
+# One epoch = one step on the whole 64-image training split, so both runs see the same global
+# batch whatever order their samplers draw (DSRH's loss does not depend on the order).
+CFG = dict(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a small shared machine torch's thread pool spins waiting for busy
+    cores and makes these tiny steps many times slower; results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _data(cache_dir):
+    from hashbench.registry import DATASETS, build
+
+    return build(DATASETS, dict(type="multidigits", n_train=64, n_query=16, n_database=32, cache_dir=str(cache_dir)))
+
+
+def _model():
+    from hashbench.model import DeepHasher
+    from hashbench.registry import BACKBONES, METHODS, build
+
+    torch.manual_seed(0)
+    method = build(METHODS, dict(type="dsrh"), n_bits=BITS)
+    model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_convnext")), BITS, bypass=method.bypass)
+    return method, model
+
+
+def _worker(rank: int, port: int, cache_dir: str, out_dir: str) -> None:
+    from hashbench.train import train_deep
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    world = init_distributed("pytorch", device="cpu", timeout_s=60)  # a hung peer fails, not hangs
+    try:
+        assert (world.rank, world.world_size, world.is_main) == (rank, 2, rank == 0)
+        method, model = _model()
+        logs = train_deep(method, model, _data(cache_dir).get("train"), CFG, world.device, seed=0,
+                          checkpoint=os.path.join(out_dir, "ddp.pt"), world=world)
+        torch.save(dict(state=model.state_dict(), logs=logs), os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        world.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
+    from hashbench.train import load_checkpoint, train_deep
+
+    data = _data(tmp_path)  # generated once here; the workers read the cache
+    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path)), nprocs=2,
+                                          join=False)
+    deadline = time.monotonic() + 180
+    while not workers.join(timeout=1):  # re-raises a worker's exception
+        if time.monotonic() > deadline:
+            for proc in workers.processes:
+                proc.kill()
+            pytest.fail("the two training processes did not finish within 180 s")
+
+    method, model = _model()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    logs = train_deep(method, model, data.get("train"), CFG, torch.device("cpu"), seed=0)
+    single = model.state_dict()
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+    moved = max((single[k] - start[k]).abs().max().item() for k in single)
+    assert moved > 1e-2  # training did something measurable
+    for k, want in single.items():
+        for r in ranks:
+            torch.testing.assert_close(r["state"][k], want, rtol=1e-4, atol=1e-5, msg=f"parameter {k}")
+    for r in ranks:  # every process logs the global batch's loss
+        assert [round(l["loss"], 3) for l in r["logs"]] == [round(l["loss"], 3) for l in logs]
+    ckpt = load_checkpoint(tmp_path / "ddp.pt")  # written by rank 0 alone, with each rank's RNG state
+    assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2
+
+
+def test_single_process_world_passes_the_batch_through():
+    world = init_distributed("none", device="cpu")
+    assert isinstance(world, World) and (world.rank, world.world_size, world.is_main) == (0, 1, True)
+    codes, labels = torch.randn(4, 8, requires_grad=True), torch.ones(4, 3)
+    got_codes, got_labels = world.gather_batch(codes, labels)
+    assert got_codes is codes and got_labels is labels and world.all_gather_object(7) == [7]
+    world.barrier()  # a no-op
+
+
+def test_launcher_errors_are_one_line(monkeypatch):
+    with pytest.raises(HashbenchError, match=r"unknown launcher 'slurm'; valid: none, pytorch$"):
+        init_distributed("slurm")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(HashbenchError, match="launcher=pytorch needs torchrun's environment") as e:
+        init_distributed("pytorch", device="cpu")
+    assert "\n" not in str(e.value)

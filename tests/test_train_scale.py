@@ -1,0 +1,204 @@
+"""The training loop at scale: resumable checkpoints, precision options, no per-step host syncs.
+
+Oracles: an uninterrupted run of the same loop (resume must reproduce its weights bit for bit on
+the CPU), the fp32 run (for precision options the CPU ignores), and a count of host reads that
+must not grow with the number of steps. CUDA-only behaviour is tested where CUDA exists.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from hashbench.errors import HashbenchError
+from hashbench.model import DeepHasher
+from hashbench.registry import BACKBONES, DATASETS, METHODS, build
+from hashbench.train import load_checkpoint, train_deep
+
+BITS = 16
+CPU = torch.device("cpu")
+# 2 steps per epoch; cosine schedule and DSRH's hash-layer drop at half time, so a resumed run
+# must also restore the schedule, and AdamW so it must restore the optimiser's moments.
+CFG = dict(epochs=2, batch_size=32, optimizer="adamw", lr=1e-3, cosine=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a small shared machine torch's thread pool spins waiting for busy
+    cores and makes these tiny steps many times slower; results do not depend on it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def train_split(tmp_path_factory):
+    data = build(DATASETS, dict(type="multidigits", n_train=64, n_query=16, n_database=32,
+                                cache_dir=str(tmp_path_factory.mktemp("multidigits"))))
+    return data.get("train")
+
+
+def fresh(dropout: float = 0.0):
+    torch.manual_seed(0)
+    method = build(METHODS, dict(type="dsrh"), n_bits=BITS)
+    model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_resnet")), BITS, dropout=dropout)
+    return method, model
+
+
+class FailAt:
+    """Wraps a loss; raises KeyboardInterrupt (a kill) on its ``n``-th call."""
+
+    def __init__(self, loss, n):
+        self.loss, self.n, self.calls = loss, n, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.loss(*args)
+
+
+def same_weights(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def without_seconds(logs):
+    return [{k: v for k, v in log.items() if k != "seconds"} for log in logs]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_after_interruption_equals_an_uninterrupted_run(train_split, tmp_path, workers):
+    cfg = {**CFG, "workers": workers}
+    method, whole = fresh(dropout=0.2)  # dropout: the global RNG state must be restored too
+    want = train_deep(method, whole, train_split, cfg, CPU, seed=3)
+
+    ckpt = tmp_path / "run.pt"
+    method, model = fresh(dropout=0.2)
+    method.loss = FailAt(method.loss, 3)  # killed in the first step of epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        train_deep(method, model, train_split, cfg, CPU, seed=3, checkpoint=ckpt)
+    assert load_checkpoint(ckpt)["epoch"] == 1
+
+    method, resumed = fresh(dropout=0.2)  # a new process would rebuild the model from the seed
+    got = train_deep(method, resumed, train_split, cfg, CPU, seed=3, checkpoint=ckpt)
+    assert same_weights(resumed, whole)
+    assert without_seconds(got) == without_seconds(want)
+    assert load_checkpoint(ckpt)["epoch"] == 2
+
+
+def test_finished_checkpoint_returns_without_training(train_split, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    method, model = fresh()
+    logs = train_deep(method, model, train_split, CFG, CPU, seed=0, checkpoint=ckpt)
+    method, again = fresh()
+    method.loss = FailAt(method.loss, 1)
+    assert without_seconds(train_deep(method, again, train_split, CFG, CPU, seed=0, checkpoint=ckpt)) == \
+        without_seconds(logs)
+    assert same_weights(again, model)
+    # the file is safe to load (torch >= 2.6's default): tensors and plain values only
+    state = torch.load(ckpt, weights_only=True)
+    assert {"model", "optimizer", "scheduler", "rng", "logs", "epoch"} <= set(state)
+
+
+def test_checkpoint_of_another_configuration_or_garbage_is_refused(train_split, tmp_path):
+    ckpt = tmp_path / "run.pt"
+    method, model = fresh()
+    train_deep(method, model, train_split, {**CFG, "epochs": 1}, CPU, seed=0, checkpoint=ckpt)
+    method, model = fresh()
+    with pytest.raises(HashbenchError, match="another training configuration"):
+        train_deep(method, model, train_split, {**CFG, "lr": 1e-2, "epochs": 1}, CPU, seed=0, checkpoint=ckpt)
+    ckpt.write_bytes(b"state")
+    with pytest.raises(HashbenchError, match="cannot be read.*delete it") as e:
+        train_deep(method, model, train_split, CFG, CPU, seed=0, checkpoint=ckpt)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cpu_trains_in_fp32_and_says_so(train_split, precision):
+    method, ref = fresh()
+    train_deep(method, ref, train_split, {**CFG, "epochs": 1}, CPU, seed=0)
+    method, model = fresh()
+    with pytest.warns(UserWarning, match=f"train.precision={precision} applies to CUDA only; training on cpu in fp32"):
+        train_deep(method, model, train_split, {**CFG, "epochs": 1, "precision": precision}, CPU, seed=0)
+    assert same_weights(model, ref)
+
+
+def test_unknown_precision_is_refused(train_split):
+    method, model = fresh()
+    with pytest.raises(HashbenchError, match=r"unknown train.precision 'fp8'; valid: fp32, bf16, fp16"):
+        train_deep(method, model, train_split, {**CFG, "precision": "fp8"}, CPU, seed=0)
+
+
+def test_no_host_reads_inside_the_training_step(train_split, monkeypatch):
+    """Reads of tensor values from Python (item, float, int, bool, tolist) happen per epoch, not per step.
+
+    With SGD: torch's non-fused Adam reads its CPU-side step counter every step (a host tensor,
+    no device sync; on CUDA the trainer uses the fused kernels, which keep it on the device).
+    """
+    reads = []
+    for name in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _real=real, _name=name, **k):
+            reads.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+
+    def count(batch_size):
+        reads.clear()
+        method, model = fresh()
+        train_deep(method, model, train_split, {**CFG, "epochs": 1, "batch_size": batch_size, "optimizer": "sgd"},
+                   CPU, seed=0)
+        return len(reads)
+
+    assert count(32) == count(16)  # 2 steps and 4 steps: the same number of reads
+
+
+def test_channels_last_option_converts_the_model(train_split):
+    method, model = fresh()
+    train_deep(method, model, train_split, {**CFG, "epochs": 1, "channels_last": True}, CPU, seed=0)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+# ------------------------------------------------------------------------------------- CUDA only
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_amp_on_cuda_trains_resumes_and_keeps_the_scaler(train_split, tmp_path, precision):
+    dev = torch.device("cuda")
+    ckpt = tmp_path / "run.pt"
+    method, model = fresh()
+    logs = train_deep(method, model, train_split, {**CFG, "precision": precision}, dev, seed=0, checkpoint=ckpt)
+    assert all(torch.isfinite(torch.tensor(log["loss"])) for log in logs)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the CUDA default
+    state = load_checkpoint(ckpt)
+    assert bool(state["optimizer"].get("loss_scaler")) == (precision == "fp16")  # bf16: a disabled scaler
+
+
+@cuda
+def test_no_device_syncs_inside_the_cuda_step(train_split):
+    dev = torch.device("cuda")
+
+    def syncs(batch_size):
+        method, model = fresh()
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                train_deep(method, model, train_split, {**CFG, "epochs": 1, "batch_size": batch_size,
+                                                        "precision": "fp16"}, dev, seed=0)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    syncs(32)  # warm-up: one-off syncs (cuDNN autotuning, allocator) do not count
+    assert syncs(32) == syncs(8)
