@@ -1,4 +1,4 @@
-"""``hashbench`` command line: run, list, data."""
+"""``hashbench`` command line: run, eval, table, plot, list, data."""
 from __future__ import annotations
 
 import argparse
@@ -10,17 +10,46 @@ from hashbench.errors import HashbenchError
 RUN_EPILOG_HEAD = """Each word is key=value; lists are comma-separated. Keys:"""
 
 
+def _keys_help(keys: dict, sections: dict, examples: list[str]) -> str:
+    lines = [RUN_EPILOG_HEAD]
+    lines += [f"  {k:<10} {v}" for k, v in keys.items()]
+    if sections:
+        lines.append("Dotted keys set any config value of a section:")
+        lines += [f"  {k + '.KEY':<10} {v}" for k, v in sections.items()]
+    lines.append("Examples:\n" + "\n".join(f"  {e}" for e in examples))
+    return "\n".join(lines)
+
+
 def _run_help() -> str:
     from hashbench.config import RUN_KEYS, SECTIONS
 
-    lines = [RUN_EPILOG_HEAD]
-    lines += [f"  {k:<10} {v}" for k, v in RUN_KEYS.items()]
-    lines.append("Dotted keys set any config value of a section:")
-    lines += [f"  {k + '.KEY':<10} {v}" for k, v in SECTIONS.items()]
-    lines.append("Examples:\n  hashbench run methods=dsrh\n"
-                 "  hashbench run methods=dsrh,random bits=32 seeds=0,1,2 epochs=5\n"
-                 "  hashbench run methods=my_method plugins=my_plugin.py")
-    return "\n".join(lines)
+    return _keys_help(RUN_KEYS, SECTIONS, [
+        "hashbench run methods=dsrh",
+        "hashbench run methods=dsrh,random bits=32 seeds=0,1,2 epochs=5 out=sweep   (rerun: skips what is done)",
+        "hashbench run methods=my_method plugins=my_plugin.py"])
+
+
+def _eval_help() -> str:
+    from hashbench.config import EVAL_KEYS, EVAL_SECTIONS
+
+    return _keys_help(EVAL_KEYS, EVAL_SECTIONS, [
+        "hashbench eval out=sweep metrics=map@100,p@10,ndcg@50",
+        "hashbench eval out=sweep eval.ties=index methods=dsrh bits=32,64"])
+
+
+def _table_help() -> str:
+    from hashbench.config import TABLE_KEYS
+
+    return _keys_help(TABLE_KEYS, {}, [
+        "hashbench table out=sweep", "hashbench table out=sweep format=latex metrics=map,ndcg@100",
+        "hashbench table out=sweep format=csv > results.csv"])
+
+
+def _plot_help() -> str:
+    from hashbench.config import PLOT_KEYS
+
+    return _keys_help(PLOT_KEYS, {}, [
+        "hashbench plot out=sweep", "hashbench plot out=sweep to=paper/figures methods=dsrh,dpsh ks=10,100,1000"])
 
 
 def cmd_run(args) -> int:
@@ -36,6 +65,46 @@ def cmd_run(args) -> int:
     for plugin in cfg.get("plugins", []):
         import_plugin(str(plugin))
     Runner(cfg).run()
+    return 0
+
+
+def _plugins(words: dict) -> None:
+    from hashbench.plugins import import_plugin, load_entry_points
+
+    load_entry_points()
+    for plugin in words.get("plugins", []):
+        import_plugin(str(plugin))
+
+
+def cmd_eval(args) -> int:
+    from hashbench.config import EVAL_KEYS, EVAL_SECTIONS, FILTER_LIST_KEYS, parse_words
+    from hashbench.runner import evaluate_stored
+
+    words = parse_words(args.words, EVAL_KEYS, EVAL_SECTIONS, FILTER_LIST_KEYS)
+    _plugins(words)
+    evaluate_stored(words)
+    return 0
+
+
+def cmd_table(args) -> int:
+    from hashbench.config import FILTER_LIST_KEYS, TABLE_KEYS, parse_words
+    from hashbench.runner import table
+
+    words = parse_words(args.words, TABLE_KEYS, {}, FILTER_LIST_KEYS)
+    sys.stdout.write(table(words))
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from hashbench.config import FILTER_LIST_KEYS, PLOT_KEYS, parse_words
+    from hashbench.plots import plot
+
+    words = parse_words(args.words, PLOT_KEYS, {}, FILTER_LIST_KEYS)
+    paths = plot(words, stream=sys.stderr)
+    where = sorted({str(p.parent) for p in paths})
+    print(f"wrote {len(paths)} files to {', '.join(where) or '-'}:")
+    for p in paths:
+        print(f"  {p.name}")
     return 0
 
 
@@ -56,14 +125,42 @@ def cmd_list(args) -> int:
 def parser() -> argparse.ArgumentParser:
     from hashbench.registry import REGISTRIES
 
-    p = argparse.ArgumentParser(prog="hashbench", description="Benchmark toolkit for learning to hash.")
-    sub = p.add_subparsers(dest="command", metavar="{run,list,data}")
+    p = argparse.ArgumentParser(
+        prog="hashbench", description="Benchmark toolkit for learning to hash.",
+        epilog="A sweep: hashbench run out=sweep methods=dsrh,lsh seeds=0,1,2 (rerun to resume); then "
+               "hashbench eval out=sweep metrics=p@10 (no retraining), hashbench table out=sweep format=latex, "
+               "hashbench plot out=sweep. `hashbench COMMAND --help` lists each command's keys.")
+    sub = p.add_subparsers(dest="command", metavar="{run,eval,table,plot,list,data}")
+    raw = argparse.RawDescriptionHelpFormatter
     run = sub.add_parser("run", help="train/fit methods, evaluate by Hamming ranking, print tables",
                          description="Train or fit each method at each code length and seed, evaluate, "
-                                     "append to out/results.jsonl and print one table per metric.",
-                         epilog=_run_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     "append to out/results.jsonl and print one table per metric. Runs "
+                                     "already in out/results.jsonl are skipped (force=true recomputes); an "
+                                     "interrupted sweep resumes where it stopped.",
+                         epilog=_run_help(), formatter_class=raw)
     run.add_argument("words", nargs="*", metavar="key=value")
     run.set_defaults(func=cmd_run)
+    ev = sub.add_parser("eval", help="re-evaluate the saved codes of earlier runs (other metrics or "
+                                     "conventions), no retraining",
+                        description="Score the saved codes (out/codes/) of stored runs again: metrics not yet "
+                                    "stored, or other conventions (eval.ties=...); append the records to "
+                                    "out/results.jsonl and print the tables.",
+                        epilog=_eval_help(), formatter_class=raw)
+    ev.add_argument("words", nargs="*", metavar="key=value")
+    ev.set_defaults(func=cmd_eval)
+    tab = sub.add_parser("table", help="regenerate the paper-style tables from out/results.jsonl",
+                         description="Print the tables of every stored run (methods x bits per metric, mean "
+                                     "± std over seeds, best in bold, conventions in a footer), one section "
+                                     "per dataset.", epilog=_table_help(), formatter_class=raw)
+    tab.add_argument("words", nargs="*", metavar="key=value")
+    tab.set_defaults(func=cmd_table)
+    plt = sub.add_parser("plot", help="write PNG figures: metrics vs code length, NDCG@k / P@k curves, "
+                                      "precision-recall by Hamming radius (needs hashbench[plot])",
+                         description="Draw the figures of the stored runs into OUT/figures/ (matplotlib: "
+                                     "pip install 'hashbench[plot]').", epilog=_plot_help(),
+                         formatter_class=raw)
+    plt.add_argument("words", nargs="*", metavar="key=value")
+    plt.set_defaults(func=cmd_plot)
     lst = sub.add_parser("list", help="registered names with a one-line description")
     lst.add_argument("kind", nargs="?", choices=list(REGISTRIES))
     lst.set_defaults(func=cmd_list)
@@ -86,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hashbench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hashbench: interrupted; finished runs are in results.jsonl", file=sys.stderr)
+        print("hashbench: interrupted; finished runs are in results.jsonl: the same command resumes",
+              file=sys.stderr)
         return 130
 
 

@@ -33,10 +33,12 @@ RUN_KEYS = {
     "seeds": "seeds, comma-separated non-negative integers; default 0",
     "epochs": "training epochs (shorthand for train.epochs)",
     "device": "auto (CUDA when present, else CPU), cpu, cuda or cuda:N; default auto",
-    "out": "output folder: results.jsonl is appended to, tables-<run>.md written; default out",
+    "out": "output folder: results.jsonl is appended to (runs already there are skipped), codes/ saved, "
+           "tables-<run>.md written; default out",
     "data_root": "dataset folder (shorthand for dataset.data_root)",
     "plugins": "modules or .py files to import first (they register methods, datasets, ...)",
     "config": "config file to start from instead of configs/default.py",
+    "force": "true: recompute runs already in out/results.jsonl (default false: they are skipped)",
 }
 SECTIONS = {
     "method": "parameters of every method in the run, e.g. method.margin=2",
@@ -46,7 +48,39 @@ SECTIONS = {
     "eval": "evaluation, e.g. eval.ties=index eval.metrics=map,ndcg@100",
     "classic": "classic methods' input: classic.features=backbone (frozen backbone, default) or pixels",
 }
-LIST_KEYS = {"methods", "bits", "seeds", "plugins", "eval.metrics", "eval.tables"}
+LIST_KEYS = {"methods", "bits", "seeds", "plugins", "eval.metrics", "eval.tables", "metrics", "ks"}
+
+# Words of the commands that read an out= folder. Filters (methods, dataset, bits, seeds) take lists.
+_FILTERS = {
+    "methods": "only these methods (comma-separated); default all stored",
+    "dataset": "only these datasets (comma-separated); default all stored",
+    "bits": "only these code lengths; default all stored",
+    "seeds": "only these seeds; default all stored",
+}
+EVAL_KEYS = {
+    "out": "the output folder of earlier runs (results.jsonl, codes/); default out",
+    "metrics": "metrics to compute from the saved codes, e.g. map,p@10,ndcg@50 (default: each run's own)",
+    **_FILTERS,
+    "force": "true: re-evaluate metrics that are already stored (default false: only missing ones)",
+    "plugins": "modules or .py files to import first",
+}
+EVAL_SECTIONS = {"eval": "evaluation conventions, e.g. eval.ties=index eval.no_relevant=skip "
+                         "eval.ap_denominator=min_r_k eval.tables=map,p@10"}
+TABLE_KEYS = {
+    "out": "the output folder holding results.jsonl; default out",
+    "format": "markdown (default), latex or csv",
+    "metrics": "metrics to tabulate (default: the runs' eval.tables)",
+    **_FILTERS,
+}
+PLOT_KEYS = {
+    "out": "the output folder holding results.jsonl and codes/; default out",
+    "to": "folder for the PNG files; default OUT/figures",
+    "metrics": "metrics plotted against code length (default: the runs' eval.tables)",
+    **_FILTERS,
+    "ks": "cuts k of the NDCG@k and P@k curves (default 1,10,20,50,100,200,500,1000,2000,5000, "
+          "up to the database size)",
+}
+FILTER_LIST_KEYS = LIST_KEYS | {"dataset"}
 
 
 def parse_value(text: str) -> Any:
@@ -62,21 +96,26 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def parse_words(words: list[str]) -> dict[str, Any]:
-    """``key=value`` words → dict; lists split on commas; unknown keys refused with suggestions."""
-    valid = list(RUN_KEYS) + [f"{s}.<key>" for s in SECTIONS]
+def parse_words(words: list[str], keys: dict[str, str] = RUN_KEYS, sections: dict[str, str] = SECTIONS,
+                lists: set[str] = LIST_KEYS) -> dict[str, Any]:
+    """``key=value`` words → dict; lists split on commas; unknown keys refused with suggestions.
+
+    ``keys`` and ``sections`` are the words a command accepts (``hashbench run``'s by default);
+    ``lists`` the keys whose values are comma-separated lists.
+    """
+    valid = list(keys) + [f"{s}.<key>" for s in sections]
     out: dict[str, Any] = {}
     for word in words:
         if "=" not in word:
-            raise HashbenchError(f"expected key=value, got {word!r}; keys: {', '.join(RUN_KEYS)}, "
-                                 f"or section.key for sections {', '.join(SECTIONS)}")
+            where = f", or section.key for sections {', '.join(sections)}" if sections else ""
+            raise HashbenchError(f"expected key=value, got {word!r}; keys: {', '.join(keys)}{where}")
         key, _, raw = word.partition("=")
         head = key.split(".", 1)[0]
-        if key not in RUN_KEYS and not ("." in key and head in SECTIONS):
+        if key not in keys and not ("." in key and head in sections):
             raise HashbenchError(f"unknown key {key!r}; valid: {', '.join(suggest(key, valid))}")
         if raw == "":
             raise HashbenchError(f"{key}= has no value")
-        if key in LIST_KEYS:
+        if key in lists:
             out[key] = [parse_value(v) for v in raw.split(",") if v != ""]
         else:
             out[key] = parse_value(raw)
@@ -85,6 +124,16 @@ def parse_words(words: list[str]) -> dict[str, Any]:
             out[key] = [_check_int(key, v) for v in out[key]]
     if "epochs" in out:
         out["epochs"] = _check_int("epochs", out["epochs"], low=1, high=100000)
+    if "ks" in out:
+        out["ks"] = [_check_int("ks", v, low=1, high=2**31 - 1) for v in out["ks"]]
+    if "force" in out and not isinstance(out["force"], bool):
+        raise HashbenchError(f"force must be true or false; got {out['force']!r}")
+    for key in ("out", "to", "format"):
+        if key in out:
+            out[key] = str(out[key])
+    for key in ("dataset", "metrics"):
+        if key in out and isinstance(out[key], list):
+            out[key] = [str(v) for v in out[key]]
     return out
 
 
@@ -153,7 +202,7 @@ def build_run_config(words: dict[str, Any]) -> dict:
         cfg["dataset"] = part.pop("dataset")
         cfg = _merge(cfg, part)
     cfg["dataset_name"] = words.get("dataset", cfg["dataset"]["type"])
-    for key in ("methods", "bits", "seeds", "device", "out", "plugins"):
+    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force"):
         if key in words:
             cfg[key] = words[key]
     if "epochs" in words:

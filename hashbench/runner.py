@@ -1,17 +1,28 @@
 """The benchmark loop: for each method × code length × seed, train or fit, encode, rank, score.
 
-Every finished run is appended to ``out/results.jsonl`` at once (one JSON object per line), so
-an interruption loses only the run in progress; the tables are written at the end as
-``out/tables-<run id>.md`` and ``.tex``, and printed.
+A sweep survives interruptions (see :mod:`hashbench.results` for the files):
+
+- every finished run is appended to ``out/results.jsonl`` at once, as one atomic line carrying the
+  hash of its resolved config, so an interruption loses only the run in progress;
+- running the same sweep again skips what is done (and says so); ``force=true`` recomputes;
+- a run's codes are saved (packed, with a manifest) before it is scored, so a new evaluation
+  (other metrics, other tie policy) re-scores them instead of retraining: ``hashbench eval``;
+- a deep run trains with ``checkpoint=out/checkpoints/<hash>-<bits>-<seed>.pt`` when the training
+  loop supports it, and so resumes from its last epoch; the checkpoint is deleted once recorded.
+
+The tables are written at the end as ``out/tables-<run id>.md`` and ``.tex``, and printed; they
+are exactly what ``hashbench table`` prints for the same records.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import platform
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +32,12 @@ import hashbench
 from hashbench.config import method_configs
 from hashbench.errors import HashbenchError
 from hashbench.method import ClassicHasher, DeepMethod
-from hashbench.metrics import conventions, evaluate
+from hashbench.metrics import conventions, evaluate, parse_metric
 from hashbench.model import DeepHasher
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build
-from hashbench.tables import report
+from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
+                               run_key, stem)
+from hashbench.tables import render, report
 from hashbench.train import encode_deep, extract_features, resolve_device, seed_everything, train_deep
 
 
@@ -57,6 +70,107 @@ def _inputs(split) -> np.ndarray:
     return np.stack([np.asarray(split[i][0]) for i in range(len(split))])
 
 
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:6]}"  # unique: tables are never overwritten
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``2m10s``, ``1h05m``."""
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class SweepProgress:
+    """``run 3/12 (dsrh 32 bits seed 0) training … ETA 2m10s`` before each computed run (stdout, next to
+    the one-line summary of each finished run; the training loop's per-epoch lines go to stderr).
+
+    The ETA sums, over the runs still to compute, the mean time of the finished runs of the same
+    kind (method and whether it trains or only re-evaluates), or of all finished runs of that
+    activity when none of its kind has finished yet.
+    """
+
+    def __init__(self, total: int, pending: list[tuple[str, str]], stream=None):
+        self.total, self.stream = total, stream or sys.stdout
+        self.pending = list(pending)  # (kind, activity) of every run still to compute, in order
+        self.times: dict[tuple[str, str], list[float]] = {}
+        self.t0 = time.perf_counter()
+
+    def _estimate(self, kind: tuple[str, str]) -> float | None:
+        if kind in self.times:
+            return float(np.mean(self.times[kind]))
+        same = [t for (_, a), ts in self.times.items() if a == kind[1] for t in ts]
+        return float(np.mean(same)) if same else None
+
+    def eta(self) -> str:
+        estimates = [self._estimate(k) for k in self.pending]
+        if any(e is None for e in estimates):
+            return "ETA after the first run" if not self.times else "ETA unknown"
+        return f"ETA {duration(sum(estimates))}"
+
+    def start(self, index: int, label: str, activity: str) -> None:
+        self.stream.write(f"run {index}/{self.total} ({label}) {activity} … {self.eta()}\n")
+        self.stream.flush()
+
+    def finish(self, kind: tuple[str, str], seconds: float) -> None:
+        self.times.setdefault(kind, []).append(seconds)
+        if kind in self.pending:
+            self.pending.remove(kind)
+
+
+@dataclass
+class Job:
+    """One (method, bits, seed) of a sweep with its resolved config and the hash of it."""
+
+    name: str
+    mcfg: dict
+    bits: int
+    seed: int
+    chash: str
+    dataset: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.bits} bits seed {self.seed}"
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, self.dataset, self.bits, self.seed, self.chash)
+
+    @property
+    def conventions(self) -> tuple:
+        return tuple(str(self.mcfg["eval"][k]) for k in CONVENTION_KEYS)
+
+
+def _shown(record: dict, metrics: list[str]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if k in metrics)
+
+
+def _score(q, d, ql, dl, ev: dict, metrics: list[str]):
+    t1 = time.perf_counter()
+    scores, info = evaluate(q, d, ql, dl, metrics=metrics, ties=ev["ties"], ap_denominator=ev["ap_denominator"],
+                            no_relevant=ev["no_relevant"], details=True)
+    eval_info = {k: v for k, v in info.items() if isinstance(v, (int, float, str))}
+    return {k: float(v) for k, v in scores.items()}, eval_info, time.perf_counter() - t1
+
+
+def _rescored(base: dict, ev: dict, metrics: list[str], scores: dict, info: dict, eval_s: float, run_id: str) -> dict:
+    """A new record for saved codes scored again: ``base`` (a record or a codes manifest) with new
+    metrics and evaluation settings."""
+    keep = ("method", "dataset", "bits", "seed", "config_hash", "codes", "train_seconds", "device", "train_log",
+            "config", "versions", "git_commit")
+    rec = {k: base[k] for k in keep if k in base}
+    settings = eval_settings({**ev, "metrics": metrics})
+    rec["config"] = {**rec.get("config", {}), "eval": {**rec.get("config", {}).get("eval", {}), **ev}}
+    rec.update(metrics=scores, eval=settings, eval_seconds=eval_s, eval_info=info, versions=versions(),
+               git_commit=git_commit(), run_id=run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               reevaluated_from=base.get("reevaluated_from") or base.get("run_id"))
+    return rec
+
+
 class Runner:
     """Runs a resolved config (see :func:`hashbench.config.build_run_config`)."""
 
@@ -64,49 +178,113 @@ class Runner:
         self.cfg, self.stream = cfg, stream
         self.device = resolve_device(str(cfg.get("device", "auto")))
         self.out = Path(cfg.get("out", "out"))
-        self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:6]}"  # unique: tables are never overwritten
+        self.store = ResultStore(self.out)
+        self.run_id = new_run_id()
         self._features: dict = {}
+        self.dataset = None
 
     def say(self, text: str) -> None:
         print(text, file=self.stream or sys.stdout, flush=True)
 
-    def run(self) -> list[dict]:
+    def _load_data(self) -> None:
+        if self.dataset is None:
+            self.dataset = build(DATASETS, self.cfg["dataset"])
+            self.splits = {s: self.dataset.get(s) for s in ("train", "query", "database")}
+
+    def plan(self) -> list[Job]:
+        """Every (method, bits, seed) of the sweep, in the order they run."""
         cfg = self.cfg
         method_cfgs = method_configs(cfg)  # fails early on bad names and parameters
-        self.dataset = build(DATASETS, cfg["dataset"])
-        self.splits = {s: self.dataset.get(s) for s in ("train", "query", "database")}
+        for mcfg in method_cfgs.values():
+            for m in mcfg["eval"]["metrics"]:
+                parse_metric(m)
+            conventions(**{k: mcfg["eval"][k] for k in CONVENTION_KEYS})
+        return [Job(name, mcfg, bits, seed, config_hash(mcfg), cfg["dataset_name"])
+                for name, mcfg in method_cfgs.items() for bits in dict.fromkeys(cfg["bits"])
+                for seed in dict.fromkeys(cfg["seeds"])]
+
+    def run(self) -> list[dict]:
+        cfg = self.cfg
+        jobs = self.plan()
+        done = {} if cfg.get("force") else self.store.done()
+        todo = {}
+        for job in jobs:
+            prev = done.get(job.key + job.conventions)
+            if prev is not None and set(job.mcfg["eval"]["metrics"]) <= set(prev["metrics"]):
+                todo[job.key] = "skip"
+            elif not cfg.get("force") and self.store.has_codes(job.chash, job.bits, job.seed):
+                todo[job.key] = "rescore"
+            else:
+                todo[job.key] = "train"
+        counts = {s: sum(v == s for v in todo.values()) for s in ("skip", "rescore", "train")}
         self.out.mkdir(parents=True, exist_ok=True)
-        results_path = self.out / "results.jsonl"
-        self.say(f"hashbench run {self.run_id}: dataset {cfg['dataset_name']} "
-                 f"({', '.join(f'{k} {len(v)}' for k, v in self.splits.items())}), device {self.device}, "
-                 f"methods {', '.join(cfg['methods'])}, bits {cfg['bits']}, seeds {cfg['seeds']}")
+        results_path = self.store.path
+        what = f"methods {', '.join(cfg['methods'])}, bits {cfg['bits']}, seeds {cfg['seeds']}"
+        if counts["train"]:
+            self._load_data()
+            self.say(f"hashbench run {self.run_id}: dataset {cfg['dataset_name']} "
+                     f"({', '.join(f'{k} {len(v)}' for k, v in self.splits.items())}), device {self.device}, {what}")
+        else:
+            self.say(f"hashbench run {self.run_id}: dataset {cfg['dataset_name']}, {what}")
+        if counts["skip"] or counts["rescore"]:
+            parts = [f"{counts['skip']} of {len(jobs)} runs already done in {results_path}: skipped "
+                     "(force=true recomputes)"]
+            if counts["rescore"]:
+                parts.append(f"{counts['rescore']} to re-score from saved codes (no training)")
+            parts.append(f"{counts['train']} to train")
+            self.say("; ".join(parts))
+        progress = SweepProgress(len(jobs), [(j.name, todo[j.key]) for j in jobs if todo[j.key] != "skip"],
+                                 self.stream)
         records = []
-        for name, mcfg in method_cfgs.items():
-            for bits in cfg["bits"]:
-                for seed in cfg["seeds"]:
-                    record = self.run_one(name, mcfg, bits, seed)
-                    with open(results_path, "a") as f:  # append: earlier results are never overwritten
-                        f.write(json.dumps(record) + "\n")
-                    records.append(record)
-                    shown = ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items()
-                                      if k in cfg["eval"]["tables"])
-                    self.say(f"  {name} {bits} bits seed {seed}: {shown} "
-                             f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
-        text = self.tables(records)
+        for i, job in enumerate(jobs, 1):
+            tables = job.mcfg["eval"]["tables"]
+            if todo[job.key] == "skip":
+                prev = done[job.key + job.conventions]
+                records.append(prev)
+                self.say(f"  {job.label}: done (run {prev.get('run_id')}), skipped: {_shown(prev, tables)}")
+                continue
+            t = time.perf_counter()
+            if todo[job.key] == "rescore":
+                progress.start(i, job.label, "re-scoring saved codes")
+                record = self.rescore(job)
+            else:
+                progress.start(i, job.label, "training" if self._is_deep(job) else "fitting")
+                record = self.run_one(job.name, job.mcfg, job.bits, job.seed)
+            self.store.append(record)  # one atomic line: earlier results are never overwritten
+            self.store.checkpoint_path(job.chash, job.bits, job.seed).unlink(missing_ok=True)
+            progress.finish((job.name, todo[job.key]), time.perf_counter() - t)
+            records.append(record)
+            if todo[job.key] == "rescore":
+                self.say(f"  {job.label}: {_shown(record, tables)} (re-scored saved codes of run "
+                         f"{record['reevaluated_from']}, eval {record['eval_seconds']:.2f}s)")
+            else:
+                self.say(f"  {job.label}: {_shown(record, tables)} "
+                         f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
+        merged = self.store.done()
+        shown = [merged[j.key + j.conventions] for j in jobs]
+        text = self.tables(shown)
         (self.out / f"tables-{self.run_id}.md").write_text(text)
-        (self.out / f"tables-{self.run_id}.tex").write_text(self.tables(records, fmt="latex"))
+        (self.out / f"tables-{self.run_id}.tex").write_text(self.tables(shown, fmt="latex"))
         self.say("\n" + text)
         self.say(f"results appended to {results_path}; tables in {self.out / f'tables-{self.run_id}.md'} (.tex)")
         return records
 
     def tables(self, records: list[dict], fmt: str = "markdown") -> str:
-        ev = self.cfg["eval"]
-        footer = conventions(ties=ev["ties"], ap_denominator=ev["ap_denominator"], no_relevant=ev["no_relevant"])
-        return report(records, ev["tables"], fmt=fmt, footer=footer,
-                      title=f"{self.cfg['dataset_name']}: methods × code length")
+        return render(records, self.cfg["eval"]["tables"], fmt=fmt)
+
+    @staticmethod
+    def _is_deep(job: Job) -> bool:
+        from hashbench.registry import lookup
+
+        target = job.mcfg["method"].get("type")
+        cls = lookup(METHODS, target) if isinstance(target, str) else target
+        return not (isinstance(cls, type) and issubclass(cls, ClassicHasher))
 
     # ------------------------------------------------------------------------------------------
     def run_one(self, name: str, mcfg: dict, bits: int, seed: int) -> dict:
+        """Train or fit, encode, save the codes, score: the record of one run (not yet appended)."""
+        self._load_data()
+        chash = config_hash(mcfg)
         seed_everything(seed)
         method = build(METHODS, mcfg["method"], n_bits=bits, random_state=seed)
         label = f"{name} {bits} bits seed {seed}"
@@ -115,7 +293,12 @@ class Runner:
         if isinstance(method, DeepMethod):
             backbone = build(BACKBONES, mcfg["backbone"])
             model = DeepHasher(backbone, bits, bypass=method.bypass)
-            log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label)
+            extra = {}
+            if "checkpoint" in inspect.signature(train_deep).parameters:  # resumable training loop
+                path = self.store.checkpoint_path(chash, bits, seed)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                extra["checkpoint"] = str(path)
+            log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label, **extra)
             train_s = time.perf_counter() - t0
             batch = int(mcfg["train"].get("encode_batch_size", 256))
             precision = mcfg["train"].get("precision", "fp32")
@@ -129,19 +312,27 @@ class Runner:
         else:
             raise HashbenchError(f"method {name!r} builds a {type(method).__name__}, which is neither a "
                                  "DeepMethod nor a ClassicHasher")
-        ev = mcfg["eval"]
-        t1 = time.perf_counter()
-        scores, info = evaluate(q, d, _labels(self.splits["query"]), _labels(self.splits["database"]),
-                                metrics=ev["metrics"], ties=ev["ties"], ap_denominator=ev["ap_denominator"],
-                                no_relevant=ev["no_relevant"], details=True)
-        eval_s = time.perf_counter() - t1
-        resolved = {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "eval") if k in mcfg}
-        return dict(method=name, dataset=self.cfg["dataset_name"], bits=bits, seed=seed,
-                    metrics={k: float(v) for k, v in scores.items()},
-                    train_seconds=train_s, eval_seconds=eval_s, device=str(self.device),
-                    eval_info={k: v for k, v in info.items() if isinstance(v, (int, float, str))},
+        ql, dl = _labels(self.splits["query"]), _labels(self.splits["database"])
+        resolved = {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "classic", "eval") if k in mcfg}
+        base = dict(method=name, dataset=self.cfg["dataset_name"], bits=bits, seed=seed, config_hash=chash,
+                    codes=f"codes/{stem(chash, bits, seed)}.npz", train_seconds=train_s, device=str(self.device),
                     train_log=log, config=resolved, versions=versions(), git_commit=git_commit(),
                     run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.store.save_codes(base, q, d, ql, dl)  # before scoring: an interrupted evaluation costs no training
+        ev = mcfg["eval"]
+        scores, info, eval_s = _score(q, d, ql, dl, ev, ev["metrics"])
+        return dict(base, metrics=scores, eval=eval_settings(ev), eval_seconds=eval_s, eval_info=info)
+
+    def rescore(self, job: Job) -> dict:
+        """The record of a run whose codes are saved, scored under the job's evaluation settings."""
+        codes = self.store.load_codes(job.chash, job.bits, job.seed)
+        manifest = self.store.load_manifest(job.chash, job.bits, job.seed)
+        ev = job.mcfg["eval"]
+        scores, info, eval_s = _score(codes["query"], codes["database"], codes["query_labels"],
+                                      codes["database_labels"], ev, ev["metrics"])
+        base = {**manifest, "method": job.name, "dataset": job.dataset}
+        return _rescored(base, {k: ev[k] for k in CONVENTION_KEYS}, list(ev["metrics"]), scores, info, eval_s,
+                         self.run_id)
 
     def features(self, mcfg: dict, seed: int) -> dict[str, np.ndarray]:
         """Features for classic methods: the dataset's own, or the frozen backbone's (once per run)."""
@@ -157,3 +348,122 @@ class Runner:
             backbone = build(BACKBONES, {**mcfg["backbone"], "frozen": True})
             self._features[key] = {s: extract_features(backbone, v, self.device) for s, v in self.splits.items()}
         return self._features[key]
+
+
+# ---------------------------------------------------------------------------------- stored results
+def select(records: list[dict], words: dict) -> list[dict]:
+    """Records passing the filters ``methods``, ``dataset``, ``bits``, ``seeds`` of ``words``;
+    a filter value that matches nothing stored is refused, naming what is stored."""
+    from hashbench.errors import suggest
+
+    fields = dict(methods="method", dataset="dataset", bits="bits", seeds="seed")
+    for word, field in fields.items():
+        if word not in words:
+            continue
+        wanted = words[word] if isinstance(words[word], list) else [words[word]]
+        stored = list(dict.fromkeys(r[field] for r in records))
+        for w in wanted:
+            if w not in stored:
+                names = ([str(s) for s in sorted(stored)] if field in ("bits", "seed")
+                         else suggest(str(w), [str(s) for s in stored]))
+                raise HashbenchError(f"no stored result has {field} {w!r}; stored: {', '.join(names)}")
+        records = [r for r in records if r[field] in wanted]
+    return records
+
+
+def load_results(out: str | Path) -> tuple[ResultStore, list[dict]]:
+    """The store of ``out`` and its records; an error naming the folder when there are none."""
+    store = ResultStore(out)
+    records = store.records()
+    if not records:
+        raise HashbenchError(f"no results in {store.path}; run e.g. `hashbench run out={out}` first")
+    return store, records
+
+
+def table(words: dict) -> str:
+    """``hashbench table``: the report of every stored run (latest per run and conventions)."""
+    _, records = load_results(words.get("out", "out"))
+    merged = select(latest(records), words)
+    if "metrics" in words:
+        from hashbench.tables import check_metrics
+
+        check_metrics(merged, words["metrics"])
+    return render(merged, words.get("metrics"), fmt=words.get("format", "markdown"))
+
+
+def evaluate_stored(words: dict, stream=None) -> list[dict]:
+    """``hashbench eval``: score saved codes again (other metrics or conventions) without training.
+
+    For every selected run (latest record per run key) with saved codes, computes the requested
+    metrics (default: the run's own ``eval.metrics``) under its conventions overridden by
+    ``eval.*`` words, appends one record per run that needed anything new (``force=true``:
+    recompute all), and prints the tables of the selected runs under these settings.
+    """
+    out = words.get("out", "out")
+    store, records = load_results(out)
+    say = lambda text: print(text, file=stream or sys.stdout, flush=True)  # noqa: E731
+    overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}
+    unknown = set(overrides) - set(CONVENTION_KEYS) - {"metrics", "tables"}
+    if unknown:
+        from hashbench.errors import suggest
+
+        key = sorted(unknown)[0]
+        raise HashbenchError(f"unknown key 'eval.{key}'; valid: "
+                             f"{', '.join('eval.' + k for k in suggest(key, [*CONVENTION_KEYS, 'metrics', 'tables']))}")
+    if "metrics" in words:
+        overrides["metrics"] = words["metrics"]
+    for m in overrides.get("metrics", []):
+        parse_metric(m)
+    conventions(**{k: overrides[k] for k in CONVENTION_KEYS if k in overrides})  # one-line errors for bad values
+    # one base record per run key: the latest, whatever its conventions
+    bases: dict[tuple, dict] = {}
+    for r in select(latest(records), words):
+        bases[run_key(r)] = r
+    merged = {run_key(r) + conventions_of(r): r for r in latest(records)}
+    run_id = new_run_id()
+    plan, no_codes = [], []
+    for key, base in bases.items():
+        ev = {**dict(zip(CONVENTION_KEYS, conventions_of(base))),
+              **{k: overrides[k] for k in CONVENTION_KEYS if k in overrides}}
+        metrics = list(overrides.get("metrics") or base.get("eval", {}).get("metrics")
+                       or base.get("config", {}).get("eval", {}).get("metrics") or base["metrics"])
+        have = merged.get(key + tuple(str(ev[k]) for k in CONVENTION_KEYS), {}).get("metrics", {})
+        missing = metrics if words.get("force") else [m for m in metrics if m not in have]
+        chash = base.get("config_hash")
+        if missing and not (chash and store.has_codes(chash, base["bits"], base["seed"])):
+            no_codes.append(base)
+            continue
+        plan.append((key, base, ev, metrics, missing))
+    progress = SweepProgress(len(plan), [(b["method"], "rescore") for _, b, _, _, m in plan if m], stream)
+    evaluated, shown_keys = [], []
+    for i, (key, base, ev, metrics, missing) in enumerate(plan, 1):
+        shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))
+        if not missing:
+            continue
+        label = f"{base['method']} {base['bits']} bits seed {base['seed']}"
+        progress.start(i, label, "scoring saved codes")
+        t = time.perf_counter()
+        codes = store.load_codes(base["config_hash"], base["bits"], base["seed"])
+        scores, info, eval_s = _score(codes["query"], codes["database"], codes["query_labels"],
+                                      codes["database_labels"], ev, missing)
+        rec = _rescored(base, ev, missing, scores, info, eval_s, run_id)
+        store.append(rec)
+        progress.finish((base["method"], "rescore"), time.perf_counter() - t)
+        evaluated.append(rec)
+        say(f"  {label} ({base['dataset']}): {_shown(rec, missing)} (eval {eval_s:.2f}s)")
+    ties = sorted({str(e["ties"]) for _, _, e, _, _ in plan})
+    say(f"hashbench eval {run_id}: scored {len(evaluated)} of {len(bases)} stored runs from {store.codes_dir} "
+        f"without retraining (ties {', '.join(ties) or '-'}); {len(plan) - len(evaluated)} already had "
+        f"every metric asked for{' (force=true recomputes)' if not words.get('force') else ''}"
+        + (f"; {len(no_codes)} have no saved codes (older runs?) and were left out: "
+           + ", ".join(f"{b['method']} {b['bits']} bits seed {b['seed']}" for b in no_codes[:5])
+           + (" …" if len(no_codes) > 5 else "") if no_codes else ""))
+    if shown_keys:
+        merged = {run_key(r) + conventions_of(r): r for r in latest(store.records())}
+        recs = [merged[k] for k in shown_keys]
+        metrics = overrides.get("tables") or overrides.get("metrics")
+        say("\n" + render(recs, metrics))
+    return evaluated
+
+
+__all__ = ["Runner", "SweepProgress", "evaluate_stored", "load_results", "report", "select", "table"]

@@ -1,33 +1,65 @@
-"""Paper-style tables: one per metric, methods × code lengths, mean ± std over seeds."""
+"""Paper-style tables: one per metric, methods × code lengths, mean ± std over seeds.
+
+:func:`render` turns result records (see :mod:`hashbench.results`) into the full report: one
+section per dataset (and per set of evaluation conventions, if the records mix them), one table
+per metric, the best mean of each column in bold, and a footer stating the conventions and seeds.
+``hashbench run`` prints it for the records of its sweep; ``hashbench table`` for a whole ``out=``
+folder. Formats: ``markdown`` (GitHub tables), ``latex`` (``tabular`` fragments), ``csv`` (one
+tidy row per dataset × method × bits × metric, unrounded).
+"""
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections import defaultdict
 
 import numpy as np
 from tabulate import tabulate
 
+from hashbench.errors import HashbenchError, suggest
+
 FORMATS = {"markdown": "github", "latex": "latex_raw", "plain": "simple"}
+TABLE_FORMATS = ("markdown", "latex", "csv")
+DEFAULT_TABLES = ["map", "wmap@5000", "ndcg@100", "acg@100"]
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "×": r"$\times$", "±": r"$\pm$", "≥": r"$\geq$"}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text → LaTeX text mode (special characters escaped, ``>=`` as ≥)."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text).replace(">=", r"$\geq$")
+
+
+def row_label(record: dict) -> str:
+    """A record's table row: its method, or ``method [hash8]`` when set by :func:`label_variants`."""
+    return record.get("_row", record["method"])
 
 
 def aggregate(records: list[dict], metric: str) -> dict[tuple[str, int], list[float]]:
-    """(method, bits) → the metric's values over seeds."""
+    """(row, bits) → the metric's values over seeds."""
     cells: dict[tuple[str, int], list[float]] = defaultdict(list)
     for r in records:
         if metric in r["metrics"]:
-            cells[(r["method"], r["bits"])].append(r["metrics"][metric])
+            cells[(row_label(r), r["bits"])].append(r["metrics"][metric])
     return cells
+
+
+def _best(cells: dict, bits: list[int]) -> dict[int, float | None]:
+    return {b: max((np.mean(v) for (m, bb), v in cells.items() if bb == b), default=None) for b in bits}
 
 
 def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str:
     """One table: rows = methods (in first-seen order), columns = bits; best per column in bold."""
     cells = aggregate(records, metric)
-    methods = list(dict.fromkeys(r["method"] for r in records))
+    rows_order = list(dict.fromkeys(row_label(r) for r in records))
     bits = sorted({b for (_, b) in cells})
-    best = {b: max((np.mean(v) for (m, bb), v in cells.items() if bb == b), default=None) for b in bits}
+    best = _best(cells, bits)
     bold = ("\\textbf{", "}") if fmt == "latex" else ("**", "**")
     rows = []
-    for m in methods:
-        row = [m]
+    for m in rows_order:
+        row = [latex_escape(m) if fmt == "latex" else m]
         for b in bits:
             v = cells.get((m, b))
             if not v:
@@ -36,19 +68,161 @@ def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str
             text = f"{np.mean(v):.4f}" + (f" ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else "")
             if fmt == "latex":
                 text = text.replace("±", "$\\pm$")
-            if len(methods) > 1 and np.isclose(np.mean(v), best[b]):
+            if len(rows_order) > 1 and np.isclose(np.mean(v), best[b]):
                 text = f"{bold[0]}{text}{bold[1]}"
             row.append(text)
         rows.append(row)
-    return tabulate(rows, headers=[metric] + [f"{b} bits" for b in bits], tablefmt=FORMATS[fmt],
+    head = latex_escape(metric) if fmt == "latex" else metric
+    return tabulate(rows, headers=[head] + [f"{b} bits" for b in bits], tablefmt=FORMATS[fmt],
                     disable_numparse=True)
 
 
 def report(records: list[dict], metrics: list[str], *, title: str, footer: str, fmt: str = "markdown") -> str:
-    """Every metric's table, with a title and the conventions footer."""
+    """Every metric's table, with a title and the conventions footer (one section)."""
     seeds = sorted({r["seed"] for r in records})
-    parts = [f"## {title}" if fmt == "markdown" else title]
-    for metric in metrics:
-        parts.append(metric_table(records, metric, fmt))
-    parts.append(f"{footer.rstrip('.')}. Seeds: {', '.join(map(str, seeds))} (mean ± sample std when > 1).")
+    foot = f"{footer.rstrip('.')}. Seeds: {', '.join(map(str, seeds))} (mean ± sample std when > 1)."
+    if fmt == "latex":
+        parts = [f"% {title}"] + [metric_table(records, m, fmt) for m in metrics] + [latex_escape(foot)]
+    else:
+        parts = [f"## {title}" if fmt == "markdown" else title]
+        parts += [metric_table(records, m, fmt) for m in metrics] + [foot]
     return "\n\n".join(parts) + "\n"
+
+
+# ------------------------------------------------------------------------------ whole reports
+def _flatten(obj, prefix: str = "") -> dict[str, str]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: json.dumps(obj, sort_keys=True, default=str)}
+
+
+def label_variants(records: list[dict]) -> list[str]:
+    """Give each record a row label (``_row``); a method run under several configs (different
+    ``config_hash``) gets one row per config, ``method [first 8 hex digits]``. Returns one note per
+    such row naming the settings in which its config differs from the method's other configs."""
+    hashes: dict[str, list] = defaultdict(list)
+    configs: dict[tuple, dict] = {}
+    for r in records:
+        h = r.get("config_hash")
+        if h not in hashes[r["method"]]:
+            hashes[r["method"]].append(h)
+            configs[(r["method"], h)] = _flatten({k: v for k, v in r.get("config", {}).items() if k != "eval"})
+    notes = []
+    for r in records:
+        r["_row"] = r["method"]
+        if len(hashes[r["method"]]) > 1:
+            r["_row"] = f"{r['method']} [{(r.get('config_hash') or 'no hash')[:8]}]"
+    for method, hs in hashes.items():
+        if len(hs) < 2:
+            continue
+        flat = [configs[(method, h)] for h in hs]
+        keys = sorted({k for f in flat for k in f if len({g.get(k) for g in flat}) > 1})
+        for h, f in zip(hs, flat):
+            diff = ", ".join(f"{k}={f.get(k, 'unset')}" for k in keys) or "same settings"
+            notes.append(f"{method} [{(h or 'no hash')[:8]}]: {diff}")
+    return notes
+
+
+def sections(records: list[dict]) -> list[tuple[str, tuple, list[dict]]]:
+    """(dataset, conventions, records) groups, in first-seen order."""
+    from hashbench.results import conventions_of
+
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in records:
+        groups[(r["dataset"], conventions_of(r))].append(r)
+    return [(d, c, rs) for (d, c), rs in groups.items()]
+
+
+def section_tags(groups: list[tuple[str, tuple, list[dict]]]) -> list[str]:
+    """For each section, the conventions that tell it from other sections of its dataset
+    (``"ties=index"``), or ``""`` when its dataset has one section."""
+    from hashbench.results import CONVENTION_KEYS
+
+    per_dataset = defaultdict(list)
+    for d, c, _ in groups:
+        per_dataset[d].append(c)
+    tags = []
+    for dataset, conv, _ in groups:
+        convs = per_dataset[dataset]
+        differing = [i for i in range(len(CONVENTION_KEYS)) if len({c[i] for c in convs}) > 1]
+        tags.append(", ".join(f"{CONVENTION_KEYS[i]}={conv[i]}" for i in differing))
+    return tags
+
+
+def table_metrics(records: list[dict]) -> list[str]:
+    """The metrics tabulated by default: the runs' ``eval.tables`` (first-seen order)."""
+    out = []
+    for r in records:
+        for m in r.get("config", {}).get("eval", {}).get("tables", DEFAULT_TABLES):
+            if m not in out:
+                out.append(m)
+    return out or list(DEFAULT_TABLES)
+
+
+def present(records: list[dict], metrics: list[str]) -> list[str]:
+    """The default metrics some record of a section has; all its metrics when it has none of them."""
+    have = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    return [m for m in metrics if m in have] or have
+
+
+def check_metrics(records: list[dict], metrics: list[str]) -> None:
+    """Refuse a metric no record has, naming those that exist."""
+    have = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    for m in metrics:
+        if m not in have:
+            raise HashbenchError(f"no stored result has metric {m!r}; stored: {', '.join(suggest(m, have))} "
+                                 "(hashbench eval out=DIR metrics=... adds metrics from saved codes)")
+
+
+def render(records: list[dict], metrics: list[str] | None = None, fmt: str = "markdown") -> str:
+    """The report of merged records (:func:`hashbench.results.latest`): one section per dataset
+    (and evaluation conventions), one table per metric, conventions and seeds in each footer."""
+    from hashbench.metrics import conventions
+
+    if fmt not in TABLE_FORMATS:
+        raise HashbenchError(f"unknown table format {fmt!r}; valid: {', '.join(suggest(fmt, TABLE_FORMATS))}")
+    records = [dict(r) for r in records]
+    chosen = list(metrics) if metrics else None
+    metrics = chosen or table_metrics(records)
+    if fmt == "csv":
+        return _csv(records, metrics)
+    groups = sections(records)
+    parts = []
+    for (dataset, conv, recs), tag in zip(groups, section_tags(groups)):
+        notes = label_variants(recs)
+        title = f"{dataset}: methods × code length" + (f" ({tag})" if tag else "")
+        footer = conventions(ties=conv[0], ap_denominator=conv[1], no_relevant=conv[2])
+        if notes:
+            footer = footer.rstrip(".") + ". Rows by config: " + "; ".join(notes)
+        shown = metrics if chosen else present(recs, metrics)
+        parts.append(report(recs, shown, title=title, footer=footer, fmt=fmt))
+    return "\n".join(parts)
+
+
+def _csv(records: list[dict], metrics: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["dataset", "method", "config_hash", "bits", "metric", "mean", "std", "n_seeds", "seeds", "best",
+                "ties", "ap_denominator", "no_relevant"])
+    for dataset, conv, recs in sections(records):
+        label_variants(recs)
+        for metric in metrics:
+            cells = aggregate(recs, metric)
+            bits = sorted({b for (_, b) in cells})
+            best = _best(cells, bits)
+            rows = list(dict.fromkeys(row_label(r) for r in recs))
+            for row in rows:
+                first = next(r for r in recs if row_label(r) == row)
+                for b in bits:
+                    v = cells.get((row, b))
+                    if not v:
+                        continue
+                    seeds = sorted(r["seed"] for r in recs if row_label(r) == row and r["bits"] == b
+                                   and metric in r["metrics"])
+                    w.writerow([dataset, first["method"], first.get("config_hash") or "", b, metric,
+                                repr(float(np.mean(v))), repr(float(np.std(v, ddof=1))) if len(v) > 1 else "",
+                                len(v), " ".join(map(str, seeds)), bool(np.isclose(np.mean(v), best[b])), *conv])
+    return buf.getvalue()

@@ -39,8 +39,8 @@ def test_run_writes_records_and_tables(tmp_path, capsys):
         assert metric in text
     assert "ties: expected" in text and "| 8 bits" in text and "| 12 bits" in text
 
-    # a second run appends; nothing earlier is overwritten
-    assert main(["run", "methods=random", "bits=8", f"out={out}", *TINY[1:]]) == 0
+    # a second run appends; nothing earlier is overwritten (a run already done is skipped)
+    assert main(["run", "methods=random", "bits=8", "seeds=0,1", f"out={out}", *TINY[1:]]) == 0
     assert len((out / "results.jsonl").read_text().splitlines()) == 5
     assert tables[0].read_text() == text
 

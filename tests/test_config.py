@@ -61,3 +61,17 @@ def test_method_parameter_nobody_takes_is_refused():
 def test_dataset_word_replaces_the_whole_block(tmp_path):
     cfg = build_run_config(parse_words(["dataset=features", f"data_root={tmp_path}"]))
     assert cfg["dataset"] == dict(type="features", data_root=str(tmp_path))
+
+
+def test_words_of_the_commands_reading_an_out_folder():
+    from hashbench.config import FILTER_LIST_KEYS, PLOT_KEYS, TABLE_KEYS
+
+    w = parse_words(["out=o", "format=csv", "dataset=a,b", "methods=dsrh", "bits=8,16"], TABLE_KEYS, {},
+                    FILTER_LIST_KEYS)
+    assert w == dict(out="o", format="csv", dataset=["a", "b"], methods=["dsrh"], bits=[8, 16])
+    assert parse_words(["ks=1,10", "to=figs"], PLOT_KEYS, {}, FILTER_LIST_KEYS) == dict(ks=[1, 10], to="figs")
+    assert parse_words(["force=true"])["force"] is True
+    with pytest.raises(HashbenchError, match=r"unknown key 'eval.ties'; valid: "):
+        parse_words(["eval.ties=index"], TABLE_KEYS, {}, FILTER_LIST_KEYS)
+    with pytest.raises(HashbenchError, match=r"unknown key 'fromat'; valid: format"):
+        parse_words(["fromat=csv"], TABLE_KEYS, {}, FILTER_LIST_KEYS)

@@ -1,0 +1,281 @@
+"""The results store of an ``out=`` folder: records, saved codes, checkpoints, and what is done.
+
+Layout of ``out/``::
+
+    results.jsonl                         one JSON record per finished run, appended atomically
+    codes/<config_hash>-<bits>-<seed>.npz     packed query/database codes and their labels
+    codes/<config_hash>-<bits>-<seed>.json    its manifest (written last: its presence marks the codes complete)
+    checkpoints/<config_hash>-<bits>-<seed>.pt  training state of a run in progress (deleted once recorded)
+
+A run is identified by ``(method, dataset, bits, seed, config_hash)``. ``config_hash`` is the
+sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the parts of the resolved per-method
+config that determine the *codes* (:func:`code_config`): for a deep method ``method``,
+``backbone``, ``train`` and ``dataset``; for a classic method ``method``, ``dataset``, ``classic``
+and ``backbone`` (``train`` does not touch it), or only ``method`` and ``dataset`` for a method
+that needs no features (``random``). Left out: code length and seed (they are part of the run's
+key and file names), the ``eval`` section (it does not change codes: a record stores its evaluation
+settings next to the hash, and a new evaluation re-scores saved codes), ``device``, ``out`` and the
+package versions (recorded, not hashed: after changing the code, pass ``force=true``).
+
+Two records with the same key and the same evaluation conventions (:data:`CONVENTION_KEYS`) are
+merged metric by metric, later values winning (:func:`latest`): that is what tables and plots show.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from hashbench.errors import HashbenchError
+
+log = logging.getLogger("hashbench.results")
+
+RESULTS = "results.jsonl"
+CONVENTION_KEYS = ("ties", "ap_denominator", "no_relevant")  # evaluation settings that change a metric's value
+BIT_ORDER = "big"  # np.packbits' default: bit j of a code is bit 7 - j % 8 of byte j // 8
+CODES_FORMAT = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+# ------------------------------------------------------------------------------ config hash
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, tuples as lists, anything else non-JSON as its ``str``."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def _is_classic(method_block: dict) -> tuple[bool, bool]:
+    """(is a ClassicHasher, needs features) for a method block, looked up in the registry."""
+    from hashbench.method import ClassicHasher
+    from hashbench.registry import METHODS, lookup
+
+    target = method_block.get("type")
+    cls = lookup(METHODS, target) if isinstance(target, str) else target
+    if isinstance(cls, type) and issubclass(cls, ClassicHasher):
+        return True, bool(getattr(cls, "needs_features", True))
+    return False, True
+
+
+def code_config(mcfg: dict) -> dict:
+    """The parts of a resolved per-method config (:func:`hashbench.config.method_config`) that
+    determine the codes (see the module docstring)."""
+    classic, needs_features = _is_classic(mcfg["method"])
+    if not classic:
+        keys = ("method", "backbone", "train", "dataset")
+    elif needs_features:
+        keys = ("method", "dataset", "classic", "backbone")
+    else:
+        keys = ("method", "dataset")
+    return {k: mcfg.get(k) for k in keys}
+
+
+def config_hash(mcfg: dict) -> str:
+    """sha256 hex digest of the canonical JSON of :func:`code_config`."""
+    return hashlib.sha256(canonical_json(code_config(mcfg)).encode()).hexdigest()
+
+
+def eval_settings(ev: dict) -> dict:
+    """The evaluation settings a record stores: the conventions and the metric names."""
+    out = {k: str(ev[k]) for k in CONVENTION_KEYS}
+    out["metrics"] = [str(m) for m in ev["metrics"]]
+    return out
+
+
+def conventions_of(record: dict) -> tuple:
+    """The evaluation conventions a record was scored under (older records: the config's eval)."""
+    ev = record.get("eval") or record.get("config", {}).get("eval", {})
+    defaults = dict(ties="expected", ap_denominator="retrieved", no_relevant="zero")
+    return tuple(str(ev.get(k, defaults[k])) for k in CONVENTION_KEYS)
+
+
+def run_key(record: dict) -> tuple:
+    """(method, dataset, bits, seed, config_hash) of a record."""
+    return (record["method"], record["dataset"], int(record["bits"]), int(record["seed"]),
+            record.get("config_hash"))
+
+
+def stem(chash: str, bits: int, seed: int) -> str:
+    return f"{chash}-{bits}-{seed}"
+
+
+# ------------------------------------------------------------------------------ atomic files
+def atomic_append_line(path: Path, obj: dict) -> None:
+    """Append ``obj`` as one JSON line with a single ``write`` in append mode, then fsync.
+
+    If the file does not end with a newline (a crash cut its last line), the new line starts on a
+    fresh line, so the broken one stays isolated and is skipped (with a warning) when reading.
+    """
+    data = (json.dumps(obj) + "\n").encode()
+    assert b"\n" not in data[:-1]  # json.dumps never writes a raw newline
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    data = b"\n" + data
+        view = memoryview(data)
+        while view:  # one write in practice; a short write (disk full, signal) continues with the rest
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Create ``path`` through ``write(tmp_path)`` on a temporary file in the same folder, fsync,
+    then rename over ``path``: readers see the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; give them the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def read_records(path: Path) -> list[dict]:
+    """Every record of a ``results.jsonl``; an unreadable line (a crash while writing) is skipped
+    with a warning naming its line number."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    records = []
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not {"method", "dataset", "bits", "seed", "metrics"} <= set(rec):
+                raise ValueError("not a result record")
+        except ValueError:
+            where = "truncated last line" if i == len(lines) else f"unreadable line {i}"
+            log.warning(f"{path}: ignoring a {where} ({len(line)} bytes; left by an interrupted write?)")
+            continue
+        records.append(rec)
+    return records
+
+
+# ------------------------------------------------------------------------------ merging
+def latest(records: Iterable[dict]) -> list[dict]:
+    """One record per (run key, evaluation conventions), metrics merged in file order (later wins).
+
+    The merged record is the latest one of its group with ``metrics`` replaced by the union; the
+    groups keep the order in which they first appear.
+    """
+    groups: dict[tuple, dict] = {}
+    for rec in records:
+        key = run_key(rec) + conventions_of(rec)
+        before = groups.get(key, {}).get("metrics", {})
+        groups[key] = {**rec, "metrics": {**before, **rec["metrics"]}}
+    return list(groups.values())
+
+
+# ------------------------------------------------------------------------------ the store
+class ResultStore:
+    """An ``out=`` folder: ``results.jsonl``, saved codes with manifests, training checkpoints."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out)
+        self.path = self.out / RESULTS
+        self.codes_dir = self.out / "codes"
+        self.checkpoint_dir = self.out / "checkpoints"
+
+    # records ---------------------------------------------------------------------------------
+    def records(self) -> list[dict]:
+        """Every readable record; one written before config hashes existed gets the hash of its
+        stored config (exact for deep methods, whose stored config holds every hashed part)."""
+        records = read_records(self.path)
+        for rec in records:
+            if rec.get("config_hash") is None and isinstance(rec.get("config"), dict):
+                try:
+                    rec["config_hash"] = config_hash(rec["config"])
+                except Exception:  # an unregistered plugin method, a malformed config: leave it unhashed
+                    pass
+        return records
+
+    def append(self, record: dict) -> None:
+        atomic_append_line(self.path, record)
+
+    def done(self, records: list[dict] | None = None) -> dict[tuple, dict]:
+        """(run key + conventions) → merged record, for the skip logic."""
+        merged = latest(self.records() if records is None else records)
+        return {run_key(r) + conventions_of(r): r for r in merged}
+
+    # codes ----------------------------------------------------------------------------------
+    def codes_path(self, chash: str, bits: int, seed: int) -> Path:
+        return self.codes_dir / f"{stem(chash, bits, seed)}.npz"
+
+    def manifest_path(self, chash: str, bits: int, seed: int) -> Path:
+        return self.codes_dir / f"{stem(chash, bits, seed)}.json"
+
+    def checkpoint_path(self, chash: str, bits: int, seed: int) -> Path:
+        return self.checkpoint_dir / f"{stem(chash, bits, seed)}.pt"
+
+    def has_codes(self, chash: str, bits: int, seed: int) -> bool:
+        return self.manifest_path(chash, bits, seed).exists() and self.codes_path(chash, bits, seed).exists()
+
+    def save_codes(self, info: dict, query, database, query_labels, database_labels) -> dict:
+        """Write the packed codes of one run and then its manifest, each atomically.
+
+        ``query`` (nq, bits) and ``database`` (N, bits): codes in {0, 1}; labels (n, C) multi-hot.
+        ``info`` holds the record fields to keep (method, dataset, bits, seed, config_hash, ...).
+        Returns the manifest.
+        """
+        q, d = (np.asarray(c).astype(bool) for c in (query, database))
+        bits, seed, chash = int(info["bits"]), int(info["seed"]), info["config_hash"]
+        if q.ndim != 2 or d.ndim != 2 or q.shape[1] != bits or d.shape[1] != bits:
+            raise HashbenchError(f"codes of shapes {q.shape} and {d.shape} do not have {bits} bits")
+        ql, dl = np.asarray(query_labels), np.asarray(database_labels)
+        path = self.codes_path(chash, bits, seed)
+
+        def write(tmp):
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, query=np.packbits(q, axis=1), database=np.packbits(d, axis=1),
+                                    query_labels=ql, database_labels=dl)
+
+        atomic_write(path, write)
+        manifest = dict(
+            format=CODES_FORMAT, file=path.name, **{**info, "bits": bits, "seed": seed}, bit_order=BIT_ORDER,
+            packing="np.packbits(codes, axis=1)",
+            shapes=dict(query=list(q.shape), database=list(d.shape), query_labels=list(ql.shape),
+                        database_labels=list(dl.shape)),
+            label_dtype=str(ql.dtype), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        atomic_write_text(self.manifest_path(chash, bits, seed), json.dumps(manifest, indent=1) + "\n")
+        return manifest
+
+    def load_manifest(self, chash: str, bits: int, seed: int) -> dict:
+        return json.loads(self.manifest_path(chash, bits, seed).read_text())
+
+    def load_codes(self, chash: str, bits: int, seed: int) -> dict[str, np.ndarray]:
+        """``query``, ``database`` (uint8 in {0, 1}, shape (n, bits)), ``query_labels``, ``database_labels``."""
+        if not self.has_codes(chash, bits, seed):
+            raise HashbenchError(f"no saved codes for {stem(chash, bits, seed)} in {self.codes_dir}")
+        manifest = self.load_manifest(chash, bits, seed)
+        with np.load(self.codes_path(chash, bits, seed)) as z:
+            out = {k: z[k] for k in ("query", "database", "query_labels", "database_labels")}
+        for k in ("query", "database"):
+            out[k] = np.unpackbits(out[k], axis=1, count=bits, bitorder=manifest.get("bit_order", BIT_ORDER))
+            if list(out[k].shape) != manifest["shapes"][k]:
+                raise HashbenchError(f"{self.codes_path(chash, bits, seed)}: {k} codes have shape "
+                                     f"{out[k].shape}, the manifest says {manifest['shapes'][k]}")
+        return out
