@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from hashbench.errors import HashbenchError
 
-from .base import SPLITS, HashingDataset
+from .base import SPLITS, HashingDataset, cache_root
 
 log = logging.getLogger("hashbench.datasets")
 
@@ -57,12 +57,6 @@ RESIZE_METHOD = "rgb-bilinear-warp/v1"
 
 
 # --------------------------------------------------------------------------- folders and files
-def cache_root() -> Path:
-    """``$HASHBENCH_CACHE``, or ``~/.cache/hashbench`` when the variable is unset."""
-    env = os.environ.get("HASHBENCH_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "hashbench"
-
-
 def default_cache_dir(dataset: str, *identity: str) -> Path:
     """``<cache_root>/<dataset>/<key>``, ``key`` a short hash of the strings naming the data."""
     key = hashlib.sha256("\0".join(identity).encode()).hexdigest()[:12]

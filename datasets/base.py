@@ -14,6 +14,9 @@ without touching the inputs.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -21,6 +24,13 @@ from torch.utils.data import Dataset
 from hashbench.errors import HashbenchError
 
 SPLITS = ("train", "query", "database")
+
+
+def cache_root() -> Path:
+    """Where every generated or derived file is cached (datasets, splits, image and feature caches):
+    ``$HASHBENCH_CACHE``, or ``~/.cache/hashbench`` when the variable is unset."""
+    env = os.environ.get("HASHBENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "hashbench"
 
 
 class ArraySplit(Dataset):

@@ -21,15 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from hashbench.datasets.base import ArraySplit, HashingDataset
+from hashbench.datasets.base import ArraySplit, HashingDataset, cache_root
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
 
 GENERATOR_VERSION = 1  # bump when the drawing code changes, so stale caches are not reused
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("HASHBENCH_CACHE", Path.home() / ".cache" / "hashbench"))
 
 
 def _upsample(digit: np.ndarray, size: int) -> np.ndarray:
@@ -127,7 +123,7 @@ class MultiDigits(HashingDataset):
                            unseen_fraction=float(unseen_fraction), seed=int(seed))
         key = hashlib.sha256(json.dumps({**self.params, "v": GENERATOR_VERSION},
                                         sort_keys=True).encode()).hexdigest()[:16]
-        self.cache_path = Path(cache_dir or default_cache_dir()) / f"multidigits-{key}.npz"
+        self.cache_path = Path(cache_dir or cache_root()) / f"multidigits-{key}.npz"
         self._arrays = self._load_or_generate()
 
     def _load_or_generate(self) -> dict[str, np.ndarray]:

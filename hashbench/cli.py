@@ -64,7 +64,11 @@ def cmd_run(args) -> int:
     cfg = build_run_config(words)
     for plugin in cfg.get("plugins", []):
         import_plugin(str(plugin))
-    Runner(cfg).run()
+    runner = Runner(cfg)
+    try:
+        runner.run()
+    finally:
+        runner.world.close()
     return 0
 
 

@@ -39,6 +39,7 @@ RUN_KEYS = {
     "plugins": "modules or .py files to import first (they register methods, datasets, ...)",
     "config": "config file to start from instead of configs/default.py",
     "force": "true: recompute runs already in out/results.jsonl (default false: they are skipped)",
+    "launcher": "none (one process, default) or pytorch (under torchrun: DDP, DSRH triplets over the global batch)",
 }
 SECTIONS = {
     "method": "parameters of every method in the run, e.g. method.margin=2",
@@ -202,7 +203,7 @@ def build_run_config(words: dict[str, Any]) -> dict:
         cfg["dataset"] = part.pop("dataset")
         cfg = _merge(cfg, part)
     cfg["dataset_name"] = words.get("dataset", cfg["dataset"]["type"])
-    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force"):
+    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher"):
         if key in words:
             cfg[key] = words[key]
     if "epochs" in words:

@@ -32,12 +32,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hashbench.datasets.base import cache_root
+
 FEATURE_VERSION = 1  # bump when extract_features changes what it computes
-
-
-def default_cache_dir() -> Path:
-    """``$HASHBENCH_CACHE`` or ``~/.cache/hashbench`` (shared with the dataset caches)."""
-    return Path(os.environ.get("HASHBENCH_CACHE", Path.home() / ".cache" / "hashbench"))
 
 
 def weights_fingerprint(module: torch.nn.Module) -> str:
@@ -103,7 +100,7 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
     device : torch.device or str
         Where to extract on a miss (features are shared across devices).
     cache_dir : path or None
-        Root of the cache (``<cache_dir>/features/``); default :func:`default_cache_dir`.
+        Root of the cache (``<cache_dir>/features/``); default :func:`hashbench.datasets.base.cache_root`.
     backbone : nn.Module or None
         The backbone already built from ``backbone_cfg`` (frozen), to build it once for several
         splits; its weights are still fingerprinted for the key.
@@ -122,7 +119,7 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
         backbone = build(BACKBONES, {**backbone_cfg, "frozen": True})
     key, what = feature_key(backbone_cfg, weights_fingerprint(backbone), transform_spec(backbone, split), split_key,
                             n_items=len(split), labels=_labels_hash(split), bypass=bypass)
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
     path = root / "features" / f"{key}.npy"
     if path.exists():
         try:

@@ -7,15 +7,14 @@ A sweep survives interruptions (see :mod:`hashbench.results` for the files):
 - running the same sweep again skips what is done (and says so); ``force=true`` recomputes;
 - a run's codes are saved (packed, with a manifest) before it is scored, so a new evaluation
   (other metrics, other tie policy) re-scores them instead of retraining: ``hashbench eval``;
-- a deep run trains with ``checkpoint=out/checkpoints/<hash>-<bits>-<seed>.pt`` when the training
-  loop supports it, and so resumes from its last epoch; the checkpoint is deleted once recorded.
+- a deep run trains with ``checkpoint=out/checkpoints/<hash>-<bits>-<seed>.pt``, and so resumes
+  from its last epoch; the checkpoint is deleted once recorded.
 
 The tables are written at the end as ``out/tables-<run id>.md`` and ``.tex``, and printed; they
 are exactly what ``hashbench table`` prints for the same records.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import platform
 import subprocess
@@ -30,6 +29,8 @@ import torch
 
 import hashbench
 from hashbench.config import method_configs
+from hashbench.distributed import init_distributed
+from hashbench.feature_cache import cached_features
 from hashbench.errors import HashbenchError
 from hashbench.method import ClassicHasher, DeepMethod
 from hashbench.metrics import conventions, evaluate, parse_metric
@@ -38,7 +39,7 @@ from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
                                run_key, stem)
 from hashbench.tables import render, report
-from hashbench.train import encode_deep, extract_features, resolve_device, seed_everything, train_deep
+from hashbench.train import encode_deep, seed_everything, train_deep
 
 
 def versions() -> dict[str, str]:
@@ -176,7 +177,10 @@ class Runner:
 
     def __init__(self, cfg: dict, stream=None):
         self.cfg, self.stream = cfg, stream
-        self.device = resolve_device(str(cfg.get("device", "auto")))
+        # Under torchrun (launcher=pytorch) every process runs this loop: all train the deep
+        # methods together (DDP); only the main process encodes, scores, writes and prints.
+        self.world = init_distributed(str(cfg.get("launcher", "none")), device=str(cfg.get("device", "auto")))
+        self.device = self.world.device
         self.out = Path(cfg.get("out", "out"))
         self.store = ResultStore(self.out)
         self.run_id = new_run_id()
@@ -184,7 +188,8 @@ class Runner:
         self.dataset = None
 
     def say(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        if self.world.is_main:
+            print(text, file=self.stream or sys.stdout, flush=True)
 
     def _load_data(self) -> None:
         if self.dataset is None:
@@ -233,6 +238,7 @@ class Runner:
                 parts.append(f"{counts['rescore']} to re-score from saved codes (no training)")
             parts.append(f"{counts['train']} to train")
             self.say("; ".join(parts))
+        self.world.barrier()  # every process planned from the same results.jsonl before any is written
         progress = SweepProgress(len(jobs), [(j.name, todo[j.key]) for j in jobs if todo[j.key] != "skip"],
                                  self.stream)
         records = []
@@ -244,12 +250,19 @@ class Runner:
                 self.say(f"  {job.label}: done (run {prev.get('run_id')}), skipped: {_shown(prev, tables)}")
                 continue
             t = time.perf_counter()
+            if not self.world.is_main and not (todo[job.key] == "train" and self._is_deep(job)):
+                self.world.barrier()  # classic fits and re-scoring are the main process's alone
+                continue
             if todo[job.key] == "rescore":
                 progress.start(i, job.label, "re-scoring saved codes")
                 record = self.rescore(job)
             else:
-                progress.start(i, job.label, "training" if self._is_deep(job) else "fitting")
+                if self.world.is_main:
+                    progress.start(i, job.label, "training" if self._is_deep(job) else "fitting")
                 record = self.run_one(job.name, job.mcfg, job.bits, job.seed)
+            self.world.barrier()
+            if not self.world.is_main:
+                continue
             self.store.append(record)  # one atomic line: earlier results are never overwritten
             self.store.checkpoint_path(job.chash, job.bits, job.seed).unlink(missing_ok=True)
             progress.finish((job.name, todo[job.key]), time.perf_counter() - t)
@@ -260,6 +273,8 @@ class Runner:
             else:
                 self.say(f"  {job.label}: {_shown(record, tables)} "
                          f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
+        if not self.world.is_main:
+            return records
         merged = self.store.done()
         shown = [merged[j.key + j.conventions] for j in jobs]
         text = self.tables(shown)
@@ -291,15 +306,19 @@ class Runner:
         t0 = time.perf_counter()
         log = []
         if isinstance(method, DeepMethod):
+            if getattr(self.dataset, "kind", "images") != "images":
+                raise HashbenchError(f"{name} is a deep method and trains a backbone on images, but dataset "
+                                     f"{self.cfg['dataset_name']!r} holds precomputed features; use a classic "
+                                     "method (lsh, pcah, itq, sh, itq_cca, ksh) on it")
             backbone = build(BACKBONES, mcfg["backbone"])
             model = DeepHasher(backbone, bits, bypass=method.bypass)
-            extra = {}
-            if "checkpoint" in inspect.signature(train_deep).parameters:  # resumable training loop
-                path = self.store.checkpoint_path(chash, bits, seed)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                extra["checkpoint"] = str(path)
-            log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label, **extra)
+            checkpoint = self.store.checkpoint_path(chash, bits, seed)  # resumes an interrupted run
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label,
+                             checkpoint=str(checkpoint), world=self.world)
             train_s = time.perf_counter() - t0
+            if not self.world.is_main:
+                return None
             batch = int(mcfg["train"].get("encode_batch_size", 256))
             precision = mcfg["train"].get("precision", "fp32")
             q, d = (encode_deep(model, self.splits[s], self.device, batch, precision) for s in ("query", "database"))
@@ -344,9 +363,15 @@ class Runner:
             raise HashbenchError(f"unknown classic.features {source!r}; valid: backbone, pixels")
         key = (json.dumps(mcfg["backbone"], sort_keys=True), seed)
         if key not in self._features:
+            # On disk under a content key (backbone, its actual weights, transform, data): every
+            # method × bits of this and later sweeps reuses one extraction.
             seed_everything(seed)  # an untrained backbone's features depend on its initialisation
             backbone = build(BACKBONES, {**mcfg["backbone"], "frozen": True})
-            self._features[key] = {s: extract_features(backbone, v, self.device) for s, v in self.splits.items()}
+            data = json.dumps(dict(dataset=self.cfg["dataset_name"], params=mcfg["dataset"]), sort_keys=True,
+                              default=str)
+            self._features[key] = {s: cached_features(mcfg["backbone"], v, split_key=f"{data}/{s}",
+                                                      device=self.device, backbone=backbone)
+                                   for s, v in self.splits.items()}
         return self._features[key]
 
 

@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hashbench.errors import HashbenchError
+from torch.utils.data import Sampler
 
 # (anchor, more relevant, less relevant) slots of one item: (q, a, b), (q, a, -), (q, b, -)
 TRIPLETS = ((0, 1, 2), (0, 1, 3), (0, 2, 3))
@@ -88,9 +89,30 @@ class ReleasedTripletSampler(Dataset):
             w = np.array([0.0, math.log(2), 0.0])
         return np.array([q, a, b, neg]), w.astype(np.float32)
 
-    def __getitem__(self, k: int):
-        idx, w = self.draw(k)
+    def __getitem__(self, key):
+        """``key`` is an item index, or ``(epoch, index)`` from :class:`EpochKeys` (works in workers)."""
+        if isinstance(key, tuple):
+            self.epoch, key = key
+        idx, w = self.draw(int(key))
         items = [self.split[int(i)] for i in idx]
         x = torch.stack([torch.as_tensor(it[0]) for it in items])
         y = torch.stack([torch.as_tensor(it[1]) for it in items])
         return x, y, torch.from_numpy(w)
+
+
+class EpochKeys(Sampler):
+    """Shuffled ``(epoch, index)`` keys, so draws depend on the epoch even inside persistent
+    DataLoader workers (which hold their own copy of the dataset and never see ``set_epoch``)."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator, self.epoch = n, generator, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        epoch = self.epoch
+        return iter([(epoch, int(k)) for k in torch.randperm(self.n, generator=self.generator)])

@@ -265,7 +265,20 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     precision = resolve_precision(cfg.get("precision", "fp32"), device)
     channels_last = bool(cfg.get("channels_last", device.type == "cuda"))
 
-    if distributed:
+    sampled = getattr(method, "sampler", "in_batch") == "released"
+    if sampled:
+        # Released-code triplets: each item is (anchor, partners...) drawn from the whole split.
+        from hashbench.samplers import EpochKeys, ReleasedTripletSampler
+
+        if distributed:
+            raise HashbenchError("sampler=released is single-process for now; use the in-batch sampler "
+                                 "(the default) with launcher=pytorch")
+        split = ReleasedTripletSampler(split, seed=seed)
+        sampler = EpochKeys(len(split), generator)
+        loader = _loader(split, batch, shuffle=False, sampler=sampler, device=device, workers=workers,
+                         drop_last=len(split) >= batch)
+        sampler_generator = generator
+    elif distributed:
         from torch.utils.data.distributed import DistributedSampler
 
         if batch % world.world_size:
@@ -322,7 +335,9 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         if sampler is not None:
             sampler.set_epoch(epoch)
         t0, total, terms = time.perf_counter(), torch.zeros((), device=device), {}
-        for x, y in loader:
+        for x, y, *triplet_weights in loader:
+            if sampled:  # (B, 4, ...) slots → one (4B, ...) batch through the network
+                x, y = x.flatten(0, 1), y.flatten(0, 1)
             x = x.to(device, non_blocking=True,
                      memory_format=torch.channels_last if channels_last and x.ndim == 4 else torch.preserve_format)
             y = y.to(device, non_blocking=True)
@@ -335,7 +350,11 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
                 # and DDP averages the parameter gradients over W: the two factors cancel, and the
                 # update is one process's update on the global batch (tests/test_distributed.py).
                 codes, y = world.gather_batch(codes, y)
-            out = method.loss(codes, y)
+            if sampled:
+                w = triplet_weights[0].to(device, non_blocking=True)
+                out = method.loss.sampled(codes.view(len(w), 4, -1), w)
+            else:
+                out = method.loss(codes, y)
             wrapper.update_params(out["loss"])
             sched.step()
             step += 1

@@ -16,6 +16,11 @@ anchor chunks (:func:`hashbench.losses.weighted_ranking_hinge`: one (chunk, B, B
 hinge and then its gradient mask, so the triplets cost a few passes over B^3 numbers). The batch
 loss is the mean over anchors (``reduction="sum"`` sums instead).
 
+``sampler="released"`` trains on the released code's triplets instead: per anchor, partners drawn
+from the whole training set at chosen levels, rare labels' anchors repeated
+(:class:`hashbench.samplers.ReleasedTripletSampler`, :meth:`DSRHLoss.sampled`); ``batch_size`` then
+counts anchors (four images each).
+
 The same loss with ``weighting="none"`` and ``similarity="binary"`` is the plain triplet ranking
 loss of Lai et al. (CVPR 2015): the ``triplet`` baseline is a config of this loss, not new code.
 
@@ -32,12 +37,14 @@ import torch
 from torch import nn
 
 from hashbench.errors import HashbenchError
-from hashbench.losses import (balance, not_self, ranked_pairs, reduce, relaxed_hamming, similarity,
-                              weighted_ranking_hinge)
+from hashbench.losses import balance, not_self, ranked_pairs, reduce, relaxed_hamming, weighted_ranking_hinge
+from hashbench.losses import similarity as label_similarity
 from hashbench.method import DeepMethod
 from hashbench.registry import LOSSES, METHODS
+from hashbench.samplers import TRIPLETS
 
 WEIGHTINGS = ("ndcg", "none")
+SAMPLERS = ("in_batch", "released")
 NORMALIZATIONS = ("idcg", "none")
 
 
@@ -95,7 +102,7 @@ class DSRHLoss(nn.Module):
         self.margin, self.alpha = float(margin), float(alpha)
         self.weighting, self.normalize, self.reduction = weighting, normalize, reduction
         self.similarity_name = similarity
-        self.similarity = globals()["similarity"](similarity)
+        self.similarity = label_similarity(similarity)
         self.chunk = chunk
 
     def triplet_terms(self, codes: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +124,23 @@ class DSRHLoss(nn.Module):
             active = active + n
         return torch.cat(per_anchor), active
 
+    def sampled(self, codes: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss on explicit triplets of the released-code sampler (:mod:`hashbench.samplers`).
+
+        ``codes`` (B, 4, K): slots (q, x_a, x_b, x-) of each anchor; ``weights`` (B, 3): w of the
+        triplets ``TRIPLETS`` over those slots (0 where a triplet does not exist). The balance term
+        is on the anchors' codes, as in the released code.
+        """
+        q = codes[:, 0]
+        dist = 0.5 * (codes.shape[2] - (q[:, None, :] * codes[:, 1:]).sum(-1))  # d(q, slot 1..3): (B, 3)
+        near = torch.tensor([i - 1 for _, i, _ in TRIPLETS], device=codes.device)
+        far = torch.tensor([j - 1 for _, _, j in TRIPLETS], device=codes.device)
+        hinge = torch.relu(self.margin + dist[:, near] - dist[:, far])
+        triplet = reduce((weights * hinge).sum(1), self.reduction)
+        bal = balance(q)
+        return dict(loss=triplet + self.alpha * bal, triplet=triplet.detach(), balance=bal.detach(),
+                    active=((hinge > 0) & (weights > 0)).sum().detach())
+
     def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         per_anchor, active = self.triplet_terms(codes, labels)
         triplet = reduce(per_anchor, self.reduction)
@@ -132,11 +156,14 @@ class DSRH(DeepMethod):
     def __init__(self, n_bits: int, *, margin: float | None = None, alpha: float = 1.0, weighting: str = "ndcg",
                  normalize: str = "idcg", similarity: str = "graded", reduction: str = "mean",
                  relaxation: str = "sigmoid", bypass: bool = True, lr_mult: dict | None = None,
-                 head_lr_drop: float | None = 0.5):
+                 head_lr_drop: float | None = 0.5, sampler: str = "in_batch"):
+        if sampler not in SAMPLERS:
+            raise HashbenchError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
+        self.sampler = sampler
         super().__init__(
             n_bits,
-            loss=DSRHLoss(margin=5.0 * n_bits / 64 if margin is None else margin, alpha=alpha, weighting=weighting, normalize=normalize,
-                          similarity=similarity, reduction=reduction),
+            loss=DSRHLoss(margin=5.0 * n_bits / 64 if margin is None else margin, alpha=alpha,
+                          weighting=weighting, normalize=normalize, similarity=similarity, reduction=reduction),
             relaxation=relaxation, bypass=bypass,
             lr_mult=lr_mult or dict(backbone=1.0, head=10.0, head_lower=2.5, head_bias=20.0),
             head_lr_drop=head_lr_drop)

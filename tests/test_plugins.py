@@ -1,6 +1,5 @@
 """Registries and the three plugin routes: plugins=, custom_imports in a config, entry points."""
 import json
-import sys
 import textwrap
 
 import pytest

@@ -71,3 +71,16 @@ def test_wrong_data_root_is_one_line(tmp_path, capsys):
     assert main(["run", "dataset=mirflickr25k", f"data_root={tmp_path / 'nowhere'}", "methods=lsh"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hashbench: error:") and str(tmp_path / "nowhere") in err and err.count("\n") == 1
+
+
+def test_deep_method_on_features_is_refused_in_one_line(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 20), ("query", 5), ("database", 10)):
+        arrays[f"{split}_features"] = rng.standard_normal((n, 6)).astype(np.float32)
+        arrays[f"{split}_labels"] = (rng.random((n, 3)) < 0.5).astype(np.uint8)
+    np.savez(tmp_path / "f.npz", **arrays)
+    assert main(["run", f"out={tmp_path / 'o'}", "bits=8", "dataset=features", f"data_root={tmp_path / 'f.npz'}",
+                 "methods=dsrh"]) == 2
+    err = capsys.readouterr().err
+    assert "dsrh is a deep method" in err and "use a classic method" in err and err.count("\n") == 1

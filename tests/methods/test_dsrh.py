@@ -94,3 +94,40 @@ def test_perfect_ranking_with_margin_costs_nothing():
     per_anchor, _ = DSRHLoss(margin=1.0).triplet_terms(b, y)
     assert per_anchor[0].item() == 0.0
     assert out["loss"].item() >= 0
+
+
+def test_sampled_loss_matches_its_triplets_by_hand():
+    from hashbench.samplers import TRIPLETS
+
+    g = torch.Generator().manual_seed(2)
+    codes = torch.tanh(torch.randn(5, 4, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    w = torch.rand(5, 3, generator=g, dtype=torch.float64)
+    loss = DSRHLoss(margin=1.5, alpha=0.3)
+    got = loss.sampled(codes, w)["loss"]
+    want = 0
+    for b in range(5):
+        for t, (q, i, j) in enumerate(TRIPLETS):
+            d_qi = (6 - (codes[b, q] * codes[b, i]).sum()) / 2
+            d_qj = (6 - (codes[b, q] * codes[b, j]).sum()) / 2
+            want = want + w[b, t] * torch.clamp(1.5 + d_qi - d_qj, min=0)
+    want = want / 5 + 0.3 * 0.5 * (codes[:, 0].mean(0) ** 2).sum()
+    assert got.item() == pytest.approx(want.item(), rel=1e-12)
+
+
+def test_released_sampler_trains_end_to_end(tmp_path):
+    import numpy as np
+
+    from hashbench.model import DeepHasher
+    from hashbench.registry import BACKBONES, DATASETS
+    from hashbench.train import encode_deep, train_deep
+
+    ds = build(DATASETS, dict(type="multidigits", n_train=48, n_query=8, n_database=16, cache_dir=str(tmp_path)))
+    method = build(METHODS, dict(type="dsrh", sampler="released"), n_bits=8)
+    model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_resnet")), 8)
+    logs = train_deep(method, model, ds.get("train"), dict(epochs=2, batch_size=16, optimizer="adamw", lr=1e-3),
+                      torch.device("cpu"), 0)
+    assert len(logs) == 2 and all(np.isfinite(l["loss"]) and l["triplet"] > 0 for l in logs)
+    codes = encode_deep(model, ds.get("query"), torch.device("cpu"))
+    assert codes.shape == (8, 8) and set(np.unique(codes)) <= {0, 1}
+    with pytest.raises(Exception, match="unknown sampler 'releasd'; valid: in_batch, released"):
+        build(METHODS, dict(type="dsrh", sampler="releasd"), n_bits=8)
