@@ -1,0 +1,27 @@
+"""Every registered method beats the chance row on the embedded dataset (slow: trains them all).
+
+Deselect with ``pytest -m "not slow"``. 16-bit codes, the default schedule and data, seed 0.
+"""
+import json
+
+import pytest
+
+from hashbench.cli import main
+from hashbench.method import ClassicHasher, DeepMethod
+from hashbench.registry import METHODS, entries
+
+
+@pytest.mark.slow
+def test_every_method_beats_random_on_map(tmp_path, monkeypatch):
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    names = [n for n, cls in entries(METHODS).items()
+             if isinstance(cls, type) and issubclass(cls, (DeepMethod, ClassicHasher)) and n != "random"]
+    out = tmp_path / "out"
+    assert main(["run", f"out={out}", f"methods={','.join(names)},random", "bits=16", "device=cpu"]) == 0
+    scores = {r["method"]: r["metrics"] for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    chance = scores.pop("random")
+    assert set(scores) == set(names)
+    for name, s in scores.items():
+        assert s["map"] > chance["map"] + 0.01, (name, s["map"], chance["map"])
+    for deep in ("dsrh", "triplet", "hashnet", "dtsh"):  # the ranking losses learn the graded order too
+        assert scores[deep]["ndcg@100"] > 2 * chance["ndcg@100"], (deep, scores[deep]["ndcg@100"])
