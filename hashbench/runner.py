@@ -38,7 +38,7 @@ from hashbench.model import DeepHasher
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
                                run_key, stem)
-from hashbench.tables import render, report
+from hashbench.tables import render
 from hashbench.train import encode_deep, seed_everything, train_deep
 
 
@@ -491,4 +491,4 @@ def evaluate_stored(words: dict, stream=None) -> list[dict]:
     return evaluated
 
 
-__all__ = ["Runner", "SweepProgress", "evaluate_stored", "load_results", "report", "select", "table"]
+__all__ = ["Runner", "SweepProgress", "evaluate_stored", "load_results", "select", "table"]

@@ -24,14 +24,7 @@ BITS = 16
 CFG = dict(epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small shared machine torch's thread pool spins waiting for busy
-    cores and makes these tiny steps many times slower; results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(cache_dir):

@@ -23,14 +23,7 @@ CPU = torch.device("cpu")
 CFG = dict(epochs=2, batch_size=32, optimizer="adamw", lr=1e-3, cosine=True)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small shared machine torch's thread pool spins waiting for busy
-    cores and makes these tiny steps many times slower; results do not depend on it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
