@@ -39,7 +39,7 @@ from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
                                run_key, stem)
 from hashbench.tables import render
-from hashbench.train import encode_deep, seed_everything, train_deep
+from hashbench.train import duration, encode_deep, seed_everything, train_deep
 
 
 def versions() -> dict[str, str]:
@@ -73,16 +73,6 @@ def _inputs(split) -> np.ndarray:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:6]}"  # unique: tables are never overwritten
-
-
-def duration(seconds: float) -> str:
-    """``45s``, ``2m10s``, ``1h05m``."""
-    s = int(round(max(seconds, 0)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 class SweepProgress:

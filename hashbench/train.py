@@ -98,17 +98,42 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def duration(seconds: float) -> str:
+    """``45s``, ``2m10s``, ``1h05m``."""
+    s = int(round(max(seconds, 0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
-    """One status line per epoch (rewritten in place on a terminal), to stderr."""
+    """A status line with an ETA (rewritten in place on a terminal; elsewhere one line per update,
+    or per tenth of the work for :meth:`step`), to stderr."""
 
     def __init__(self, label: str, stream=None):
         self.label, self.stream = label, stream or sys.stderr
         self.tty = self.stream.isatty()
+        self.t0, self._tenth = time.perf_counter(), -1
+
+    def eta(self, done: int, total: int) -> str:
+        """``ETA 2m10s`` from the mean time of the ``done`` units so far ('' when finished)."""
+        if done <= 0 or done >= total:
+            return ""
+        return f"ETA {duration((time.perf_counter() - self.t0) / done * (total - done))}"
 
     def update(self, text: str, final: bool = False):
         end = "\n" if (final or not self.tty) else ""
         self.stream.write(("\r\033[K" if self.tty else "") + f"{self.label} {text}" + end)
         self.stream.flush()
+
+    def step(self, done: int, total: int, what: str) -> None:
+        """``label what done/total, ETA ...``; off a terminal only at each tenth of ``total``."""
+        tenth = done * 10 // max(total, 1)
+        if self.tty or tenth != self._tenth or done == total:
+            self._tenth = tenth
+            self.update(f"{what} {done}/{total} {self.eta(done, total)}".rstrip(), final=done == total)
 
 
 # ---------------------------------------------------------------------------------- optimisation
@@ -379,7 +404,9 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
                 world.barrier()
         if is_main:
             extra = " ".join(f"{k} {log[k]:.4g}" for k in terms)
-            progress.update(f"epoch {epoch + 1}/{epochs} loss {log['loss']:.4f} {extra} ({log['seconds']:.1f}s)",
+            eta = progress.eta(epoch + 1 - start, epochs - start)
+            progress.update(f"epoch {epoch + 1}/{epochs} loss {log['loss']:.4f} {extra} ({log['seconds']:.1f}s"
+                            f"{', ' + eta if eta else ''})",
                             final=epoch + 1 == epochs)
     return logs
 
@@ -397,13 +424,17 @@ def encode_deep(model, split, device: torch.device, batch_size: int = 256, preci
 
 
 @torch.no_grad()
-def extract_features(backbone, split, device: torch.device, batch_size: int = 256, *, bypass: bool = False) -> np.ndarray:
+def extract_features(backbone, split, device: torch.device, batch_size: int = 256, *, bypass: bool = False,
+                     label: str = "features") -> np.ndarray:
     """Frozen-backbone features of every item: ``float32`` (n, D) (final ⊕ lower with ``bypass``)."""
     from hashbench.model import DeepHasher
 
     net = DeepHasher(backbone, 1).to(device).eval()
     feats = []
-    for x, _ in _loader(split, batch_size, shuffle=False, device=device):
+    loader = _loader(split, batch_size, shuffle=False, device=device)
+    progress = Progress(label)
+    for i, (x, _) in enumerate(loader, 1):
         final, lower = backbone(net.normalize(x.to(device, non_blocking=True)))
         feats.append(torch.cat([final, lower], 1) if bypass else final)
+        progress.step(i, len(loader), "extracting batch")
     return torch.cat(feats).float().cpu().numpy()

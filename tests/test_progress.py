@@ -1,0 +1,26 @@
+"""Progress lines: ETA arithmetic and throttling off a terminal."""
+import io
+
+from hashbench.train import Progress, duration
+
+
+def test_duration_format():
+    assert [duration(s) for s in (0, 45.4, 130, 3900)] == ["0s", "45s", "2m10s", "1h05m"]
+
+
+def test_eta_from_mean_unit_time(monkeypatch):
+    clock = iter([100.0, 130.0])  # created at t=100; 3 of 10 units done at t=130 → 10 s each
+    monkeypatch.setattr("hashbench.train.time.perf_counter", lambda: next(clock))
+    p = Progress("x", stream=io.StringIO())
+    assert p.eta(3, 10) == "ETA 1m10s"
+    assert p.eta(10, 10) == "" and p.eta(0, 10) == ""
+
+
+def test_step_prints_each_tenth_once_off_a_terminal():
+    out = io.StringIO()
+    p = Progress("extract", stream=out)
+    for i in range(1, 101):
+        p.step(i, 100, "batch")
+    lines = out.getvalue().splitlines()
+    assert [l.split()[2] for l in lines] == ["1/100"] + [f"{10 * k}/100" for k in range(1, 11)]
+    assert lines[-1] == "extract batch 100/100" and lines[1].startswith("extract batch 10/100 ETA ")
