@@ -48,6 +48,24 @@ def test_builds_and_loss_is_a_finite_scalar_with_grad(name):
 
 
 @pytest.mark.parametrize("name", sorted(DEEP))
+@pytest.mark.parametrize("value", [1.0, 50.0])
+@pytest.mark.parametrize("progress", [0.0, 1.0])
+def test_saturated_inputs_give_finite_loss_and_gradient(name, value, progress):
+    method = build(METHODS, dict(type=name, n_bits=8))
+    labels = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0], [0, 0, 1, 1]],
+                          dtype=torch.float32)
+    signs = torch.where(torch.rand(6, 8, generator=torch.Generator().manual_seed(0)) > 0.5, 1.0, -1.0)
+    z = (signs * value).requires_grad_()  # saturated pre-activations
+    out = method.loss(method.relax(z, progress), labels)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and torch.isfinite(z.grad).all()
+    codes = signs.clone().requires_grad_()  # exactly ±1 relaxed codes
+    out = method.loss(codes, labels)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and torch.isfinite(codes.grad).all()
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
 def test_trains_a_few_steps_and_encodes(name, tiny):
     from hashbench.model import DeepHasher
     from hashbench.train import encode_deep, train_deep
