@@ -21,6 +21,11 @@ scaled so ``||Kl a||^2 = l`` — then (2) minimising the smooth surrogate
 scipy's L-BFGS, at most ``max_iter`` iterations); of the two solutions the one whose binary code
 scores higher is kept (as in the authors' code). Then ``R_k = R_{k-1} - b_k b_k^T``.
 Codes: ``code(x) = 1[k(x)^T A > 0]``.
+
+The (l, l) residue is never formed: ``S_ij`` depends only on the label vectors of i and j, so
+``S v`` goes through the G distinct label vectors (a G x G product instead of l x l; G is 10 for
+single-label data), and ``b_1..b_k`` are kept as columns. The smooth optimisation spends nearly
+all its time in ``R v``, so this is the fit's cost (``benchmarks/feature_cache.py``).
 """
 from __future__ import annotations
 
@@ -59,11 +64,47 @@ def _signs(z: np.ndarray) -> np.ndarray:
     return np.where(z > 0, 1.0, -1.0)
 
 
-def smooth_objective(a: np.ndarray, K: np.ndarray, R: np.ndarray) -> tuple[float, np.ndarray]:
+class Residue:
+    """The residue ``R_k = n_bits * S - sum_j b_j b_j^T`` (l, l) of KSH's greedy fit, as an operator.
+
+    ``S_ij = +1`` if labelled samples i and j share a label, else -1. ``R @ v`` costs a G x G
+    product over the G distinct label vectors plus ``2 l k`` for the k bits fitted so far.
+    """
+
+    def __init__(self, labels: np.ndarray, n_bits: int):
+        groups, inverse = np.unique(labels, axis=0, return_inverse=True)
+        self.group = inverse.ravel()
+        self.n_groups = len(groups)
+        self.group_S = n_bits * np.where(groups @ groups.T > 0, 1.0, -1.0)   # (G, G)
+        self.bits = np.empty((n_bits, len(labels)))                             # b_1..b_k as rows
+        self.k = 0
+
+    def __matmul__(self, v: np.ndarray) -> np.ndarray:
+        out = (self.group_S @ np.bincount(self.group, weights=v, minlength=self.n_groups))[self.group]
+        if self.k:
+            B = self.bits[:self.k]
+            out -= B.T @ (B @ v)
+        return out
+
+    def project(self, K: np.ndarray) -> np.ndarray:
+        """``K^T R K`` for ``K`` (l, m)."""
+        sums = np.zeros((self.n_groups, K.shape[1]))
+        np.add.at(sums, self.group, K)
+        KtB = K.T @ self.bits[:self.k].T
+        return sums.T @ self.group_S @ sums - KtB @ KtB.T
+
+    def subtract(self, b: np.ndarray) -> None:
+        """``R <- R - b b^T``."""
+        self.bits[self.k] = b
+        self.k += 1
+
+
+def smooth_objective(a: np.ndarray, K: np.ndarray, R) -> tuple[float, np.ndarray]:
     """KSH's smoothed objective for one bit and its gradient.
 
     ``f(a) = -phi(K a)^T R phi(K a) / l^2`` with ``phi(x) = 2 / (1 + exp(-x)) - 1 = tanh(x / 2)``,
-    for coefficients ``a`` (m,), kernel features ``K`` (l, m) and symmetric residue ``R`` (l, l).
+    for coefficients ``a`` (m,), kernel features ``K`` (l, m) and symmetric residue ``R`` (l, l),
+    a matrix or a :class:`Residue`.
     Since ``phi' = (1 - phi^2) / 2``, ``grad f = -K^T ((R phi) * (1 - phi^2)) / l^2``.
     """
     l = len(K)
@@ -163,8 +204,7 @@ class KSH(ClassicHasher):
         self.kernel_mean_ = sum(self._raw_kernel(X[b]).sum(axis=0) for b in blocks) / n
         K = self._raw_kernel(X[self.labeled_index_]) - self.kernel_mean_   # (l, m), zero-mean
 
-        Yl = Y[self.labeled_index_]
-        R = self.n_bits * np.where(Yl @ Yl.T > 0, 1.0, -1.0)         # residue R_0 = K S
+        R = Residue(Y[self.labeled_index_], self.n_bits)              # residue R_0 = K S
         # The greedy loop is thousands of small products (m x m, l-vectors): threaded BLAS only
         # adds synchronisation there, and on a busy machine it makes the loop ~50x slower.
         single = threadpool_limits(limits=1, user_api="blas") if threadpool_limits else nullcontext()
@@ -172,26 +212,30 @@ class KSH(ClassicHasher):
             self.projection_ = self._greedy_bits(K, R)
         return self
 
-    def _greedy_bits(self, K: np.ndarray, R: np.ndarray) -> np.ndarray:
-        """Fit the bits one by one on kernel features ``K`` (l, m) and residue ``R`` (l, l)."""
+    def _greedy_bits(self, K: np.ndarray, R: Residue) -> np.ndarray:
+        """Fit the bits one by one on kernel features ``K`` (l, m) and the residue ``R``."""
         l, m = K.shape
         KtK = K.T @ K
         KtK += (1e-6 * np.trace(KtK) / m + 1e-12) * np.eye(m)       # tiny ridge: KtK may be singular
-        M = K.T @ R @ K                                              # kept equal to K^T R_k K
+        # KtK = L L^T once; then the generalised problem of every bit is the standard one of
+        # C = L^-1 (K^T R_k K) L^-T, whose top eigenvector v gives a0 = L^-T v (||K a0|| = 1)
+        L = scipy.linalg.cholesky(KtK, lower=True)
+        C = scipy.linalg.solve_triangular(L, scipy.linalg.solve_triangular(L, R.project(K), lower=True).T,
+                                          lower=True)
         A = np.empty((m, self.n_bits))
         for k in range(self.n_bits):
-            _, vec = scipy.linalg.eigh(M, KtK, subset_by_index=[m - 1, m - 1])
-            a0 = fix_signs(vec.T)[0]
-            a0 *= np.sqrt(l / (a0 @ KtK @ a0))                       # ||K a0||^2 = l
+            _, vec = scipy.linalg.eigh(C, subset_by_index=[m - 1, m - 1])
+            a0 = fix_signs(scipy.linalg.solve_triangular(L, vec, lower=True, trans="T").T)[0]
+            a0 *= np.sqrt(l)                                         # ||K a0||^2 = l
             found = scipy.optimize.minimize(smooth_objective, a0, args=(K, R), jac=True,
                                             method="L-BFGS-B", options={"maxiter": self.max_iter})
             candidates = [a0, found.x]
-            scores = [(_signs(K @ a) @ R @ _signs(K @ a)) for a in candidates]
+            scores = [_signs(K @ a) @ (R @ _signs(K @ a)) for a in candidates]
             a = candidates[int(np.argmax(scores))]
             b = _signs(K @ a)
-            R -= np.outer(b, b)
-            Ktb = K.T @ b
-            M -= np.outer(Ktb, Ktb)
+            R.subtract(b)
+            u = scipy.linalg.solve_triangular(L, K.T @ b, lower=True)
+            C -= np.outer(u, u)
             A[:, k] = a
         return A
 

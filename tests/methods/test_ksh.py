@@ -22,7 +22,7 @@ import scipy.optimize
 from hashbench.errors import HashbenchError
 from hashbench.method import sign_bits
 from hashbench.methods.itq_cca import ITQCCA
-from hashbench.methods.ksh import KSH, smooth_objective
+from hashbench.methods.ksh import KSH, Residue, smooth_objective
 
 N_BITS = 16
 
@@ -70,6 +70,23 @@ def test_smooth_objective_gradient():
     error = scipy.optimize.check_grad(lambda v: smooth_objective(v, K, R)[0],
                                       lambda v: smooth_objective(v, K, R)[1], a)
     assert error < 1e-6 * max(1.0, np.linalg.norm(smooth_objective(a, K, R)[1]))
+
+
+@pytest.mark.parametrize("n_labels", [1, 5])  # single-label (10 distinct) and multi-hot label vectors
+def test_residue_operator_equals_the_dense_residue(n_labels):
+    rng = np.random.default_rng(3)
+    l, n_bits = 60, 8
+    Y = (rng.random((l, 10)) < 0.15 * n_labels).astype(np.uint8) if n_labels > 1 else \
+        np.eye(10, dtype=np.uint8)[rng.integers(0, 10, l)]
+    R, dense = Residue(Y, n_bits), n_bits * np.where(Y @ Y.T.astype(float) > 0, 1.0, -1.0)
+    K, v = rng.normal(size=(l, 7)), rng.normal(size=l)
+    for _ in range(3):
+        np.testing.assert_allclose(R @ v, dense @ v, rtol=1e-12, atol=1e-10)
+        np.testing.assert_allclose(R.project(K), K.T @ dense @ K, rtol=1e-12, atol=1e-9)
+        b = np.where(rng.random(l) < 0.5, 1.0, -1.0)
+        R.subtract(b)
+        dense -= np.outer(b, b)
+    assert R.n_groups == len(np.unique(Y, axis=0))
 
 
 def _pair_targets(ksh, yd):
