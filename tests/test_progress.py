@@ -18,9 +18,21 @@ def test_eta_from_mean_unit_time(monkeypatch):
 
 def test_step_prints_each_tenth_once_off_a_terminal():
     out = io.StringIO()
-    p = Progress("extract", stream=out)
+    p = Progress("extract", stream=out, min_interval=0)
     for i in range(1, 101):
         p.step(i, 100, "batch")
     lines = out.getvalue().splitlines()
     assert [l.split()[2] for l in lines] == ["1/100"] + [f"{10 * k}/100" for k in range(1, 11)]
     assert lines[-1] == "extract batch 100/100" and lines[1].startswith("extract batch 10/100 ETA ")
+
+
+def test_step_off_a_terminal_waits_min_interval_between_lines(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("hashbench.train.time.perf_counter", lambda: now[0])
+    out = io.StringIO()
+    p = Progress("extract", stream=out, min_interval=5.0)
+    for i in range(1, 101):
+        now[0] = i * 0.2  # 20 s in all: a tenth every 2 s, a line at most every 5 s
+        p.step(i, 100, "batch")
+    done = [int(l.split()[2].split("/")[0]) for l in out.getvalue().splitlines()]
+    assert done == [1, 26, 51, 76, 100]  # t = 0.2, 5.2, 10.2, 15.2 s, and the last line always
