@@ -66,9 +66,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path):
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, monkeypatch):
     from hashbench.train import load_checkpoint, train_deep
 
+    # The workers are CPU (gloo) processes: hide the GPUs from them, or on a one-GPU machine
+    # mmengine's logger indexes CUDA_VISIBLE_DEVICES by LOCAL_RANK and rank 1 fails.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     data = _data(tmp_path)  # generated once here; the workers read the cache
     workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path)), nprocs=2,
                                           join=False)
