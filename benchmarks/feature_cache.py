@@ -47,10 +47,11 @@ def main(argv=None):
     from contextlib import nullcontext
 
     from hashbench.feature_cache import cached_features
-    from hashbench.registry import BACKBONES, DATASETS, METHODS as METHOD_REGISTRY, build
+    from hashbench.registry import BACKBONES, DATASETS, METHODS as METHOD_REGISTRY, build, entries
     from hashbench.train import extract_features, resolve_device, seed_everything
 
     device = resolve_device(args.device)
+    entries(METHOD_REGISTRY)  # imports the method modules once, as a run does before its first fit
     dataset = build(DATASETS, dict(type="multidigits", cache_dir=args.data_cache,
                                    **({"canvas_size": args.canvas_size} if args.canvas_size else {})))
     splits = {s: dataset.get(s) for s in ("train", "query", "database")}

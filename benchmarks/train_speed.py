@@ -16,7 +16,12 @@ triplets must not dominate.
 
     python benchmarks/train_speed.py                            # resnet18, batch 64, 64x64, CPU
     python benchmarks/train_speed.py --device cuda --image-size 224 --batch 128
+    python benchmarks/train_speed.py --device cuda --precision bf16   # both steps under autocast
     python benchmarks/train_speed.py --loss-only                # the DSRH loss alone (fwd + bwd)
+
+With ``--precision bf16|fp16`` (CUDA) both networks run their forward pass under ``torch.autocast``
+(the losses stay in fp32);
+fp16 also scales the loss with a ``GradScaler``, as ``train.precision=fp16`` does in training.
 """
 from __future__ import annotations
 
@@ -71,19 +76,23 @@ def make_steps(args, device):
     opt_h = torch.optim.AdamW(hasher.parameters(), lr=1e-4)
     opt_c = torch.optim.AdamW(classifier.parameters(), lr=1e-4)
     bce = nn.BCEWithLogitsLoss()
+    amp = args.precision != "fp32"
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float16
+    scalers = [torch.amp.GradScaler(device.type, enabled=args.precision == "fp16") for _ in range(2)]
 
-    def dsrh_step(x, y):
-        z = hasher(x)
-        loss = method.loss(method.relax(z.float(), 0.0), y)["loss"]
-        opt_h.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_h.step()
+    def stepper(net, loss_fn, opt, scaler):
+        def step(x, y):
+            with torch.autocast(device.type, dtype=dtype, enabled=amp):  # the network only,
+                z = net(x)
+            loss = loss_fn(z.float(), y)                                   # the loss in fp32, as in training
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        return step
 
-    def classification_step(x, y):
-        loss = bce(classifier(x).float(), y)
-        opt_c.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_c.step()
+    dsrh_step = stepper(hasher, lambda z, y: method.loss(method.relax(z, 0.0), y)["loss"], opt_h, scalers[0])
+    classification_step = stepper(classifier, bce, opt_c, scalers[1])
 
     return method, dict(classification=classification_step, dsrh=dsrh_step)
 
@@ -120,6 +129,8 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--per-round", type=int, default=2)
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                   help="autocast dtype of both steps' forward pass (CUDA only)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--loss-only", action="store_true", help="time only the DSRH loss, forward + backward")
     args = p.parse_args(argv)
@@ -127,6 +138,8 @@ def main(argv=None):
     from hashbench.train import resolve_device
 
     device = resolve_device(args.device)
+    if args.precision != "fp32" and device.type != "cuda":
+        p.error(f"--precision {args.precision} needs a CUDA device; valid on {device}: fp32")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.image_size is None:
@@ -136,7 +149,7 @@ def main(argv=None):
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"train_speed: {args.backbone}, batch {args.batch}, {args.image_size}x{args.image_size}, "
-          f"{args.bits} bits, device {device} ({where}), channels_last {args.channels_last}, "
+          f"{args.bits} bits, device {device} ({where}), {args.precision}, channels_last {args.channels_last}, "
           f"torch {torch.__version__}")
     x, y = synthetic_batch(args.batch, args.image_size, args.classes, device)
     if args.channels_last:

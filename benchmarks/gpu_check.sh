@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The CUDA checks in one script: the CUDA-only tests, the two speed benchmarks and the feature-cache
+# benchmark on the GPU, and end-to-end runs of the default job in fp32, bf16 and under torchrun
+# (one process, NCCL). Run from the repo root on a machine with a GPU, after `pip install -e ".[test]"`:
+#
+#     bash benchmarks/gpu_check.sh [LOG_DIR]      # default LOG_DIR: out/gpu_check
+#
+# Each step's output goes to the terminal and to LOG_DIR/gpu_check.log; a failing step is reported
+# and the script goes on, so one run gives every figure it can. Exit status: the number of failed steps.
+set -u -o pipefail
+LOG_DIR=${1:-out/gpu_check}
+mkdir -p "$LOG_DIR"
+LOG="$LOG_DIR/gpu_check.log"
+export PYTHONUNBUFFERED=1
+failed=0
+
+step() {  # step NAME COMMAND...: run, time, log
+    local name=$1; shift
+    echo "=== $name: $*" | tee -a "$LOG"
+    local t0=$SECONDS
+    if "$@" 2>&1 | tee -a "$LOG"; then
+        echo "=== $name: ok, $((SECONDS - t0)) s" | tee -a "$LOG"
+    else
+        echo "=== $name: FAILED (exit $?), $((SECONDS - t0)) s" | tee -a "$LOG"
+        failed=$((failed + 1))
+    fi
+}
+
+step machine bash -c 'nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc;
+  python -c "import torch, timm, mmengine, numba; print(\"torch\", torch.__version__, \"timm\", timm.__version__,
+  \"mmengine\", mmengine.__version__, \"numba\", numba.__version__, torch.cuda.get_device_name())"'
+# the whole fast suite on a CUDA machine: device=auto now means CUDA, and the CUDA-only tests run
+step tests timeout 300 python -m pytest -q -rs -p no:cacheprovider -m "not slow"
+for precision in fp32 bf16; do
+    step "train_speed-resnet18-$precision" python benchmarks/train_speed.py --device cuda --batch 128 \
+        --precision "$precision"
+done
+step train_speed-resnet50-bf16 python benchmarks/train_speed.py --device cuda --backbone resnet50 --batch 128 \
+    --precision bf16
+step eval_speed python benchmarks/eval_speed.py --device cuda
+step run-fp32 hashbench run methods=dsrh device=cuda "out=$LOG_DIR/run_fp32"
+step run-bf16 hashbench run methods=dsrh device=cuda train.precision=bf16 "out=$LOG_DIR/run_bf16"
+step run-torchrun-nccl torchrun --standalone --nproc-per-node=1 -m hashbench.cli run methods=dsrh bits=32 \
+    device=cuda launcher=pytorch "out=$LOG_DIR/run_nccl"
+step feature_cache python benchmarks/feature_cache.py --device cuda
+echo "gpu_check: $failed failed step(s); log in $LOG" | tee -a "$LOG"
+exit "$failed"
