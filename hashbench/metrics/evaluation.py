@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from hashbench.errors import HashbenchError, suggest
-from hashbench.metrics import hamming, ranking
+from hashbench.metrics import hamming, ranking, torch_backend
 from hashbench.metrics import inputs as _inputs
 from hashbench.metrics.inputs import Ties, check_choice, is_cuda, is_torch, parse_ties
 
@@ -204,8 +204,6 @@ def _prepare(query_codes, db_codes, query_labels, db_labels, graded, binary, bac
     if backend == "torch":
         import torch
 
-        from hashbench.metrics import torch_backend
-
         device = next((x.device for x in (qc, dc, ql, dl) if is_cuda(x)), torch.device("cpu"))
 
         def on_device(x):
@@ -261,8 +259,8 @@ def _chunk_size(problem: _Problem, plan: _Plan, budget: int) -> int:
     groups = problem.bits + 1
     per_query = groups * 8 * 8 + 512
     per_query += plan.ktop * 90  # ranked lists and their cumulative sums
-    if problem.backend == "torch":
-        per_query += problem.n_db * 64
+    if problem.backend == "torch":  # dense (c, N) distances, bin slots, relevance, gains, temporaries
+        per_query += problem.n_db * 72 + groups * torch_backend.LANES * 8
     elif not problem.fast:
         per_query += problem.n_db * 32  # dense relevance from a user callable
     per_query += plan.kn * 16
@@ -338,7 +336,6 @@ def _check_dense(r, b, c, n_db, problem):
 
 
 def _torch_chunk(problem: _Problem, plan: _Plan, ties: Ties, q0: int, q1: int):
-    from hashbench.metrics import torch_backend
 
     a = problem.arrays
     if problem.fast:

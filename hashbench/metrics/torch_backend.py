@@ -12,6 +12,7 @@ from __future__ import annotations
 
 
 _MASK32 = 0xFFFFFFFF
+LANES = 32  # copies of each distance bin that scatter-adds spread over (see chunk_stats)
 
 
 def _mix32(x):
@@ -60,9 +61,15 @@ def chunk_stats(q_signed, d_signed, q_labels, d_labels, relevance, *, n_groups, 
     b = torch.as_tensor(b, device=device) > 0
     gain = torch.exp2(r) - 1.0
 
+    # A row's N items all land in its n_groups (bits + 1) bins: on the GPU the atomic adds then
+    # queue on a few addresses (70% of evaluate's GPU time on an H100). Each bin gets LANES
+    # copies, item j adding to copy j % LANES, and the copies are summed afterwards. (With the
+    # default relevance every sum is of integers in int64/float64, exact in any order.)
+    slot = dist * LANES + torch.arange(n_db, device=device) % LANES
+
     def per_group(values, dtype):
-        out = torch.zeros(c, n_groups, dtype=dtype, device=device)
-        return out.scatter_add_(1, dist, values.to(dtype))
+        out = torch.zeros(c, n_groups * LANES, dtype=dtype, device=device)
+        return out.scatter_add_(1, slot, values.to(dtype)).view(c, n_groups, LANES).sum(dim=2)
 
     stats = {
         "n": per_group(torch.ones_like(dist), torch.int64),
