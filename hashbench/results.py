@@ -6,6 +6,7 @@ Layout of ``out/``::
     codes/<config_hash>-<bits>-<seed>.npz     packed query/database codes and their labels
     codes/<config_hash>-<bits>-<seed>.json    its manifest (written last: its presence marks the codes complete)
     checkpoints/<config_hash>-<bits>-<seed>.pt  training state of a run in progress (deleted once recorded)
+    .lock                                 held by the one process that runs or re-scores into the folder
 
 A run is identified by ``(method, dataset, bits, seed, config_hash)``. ``config_hash`` is the
 sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the parts of the resolved per-method
@@ -26,13 +27,20 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from hashbench.errors import HashbenchError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 log = logging.getLogger("hashbench.results")
 
@@ -199,6 +207,33 @@ class ResultStore:
         self.path = self.out / RESULTS
         self.codes_dir = self.out / "codes"
         self.checkpoint_dir = self.out / "checkpoints"
+
+    @contextmanager
+    def lock(self):
+        """Hold ``out/.lock`` while a sweep plans, trains and appends: a second ``hashbench run`` or
+        ``eval`` into the same folder stops at once with a one-line error, instead of training the
+        same runs again. (An advisory ``flock``: released when the process ends, however it ends;
+        on a network file system it may not be seen across machines.)"""
+        if fcntl is None:  # not POSIX: no lock
+            yield
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / ".lock", "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                raise HashbenchError(f"out={self.out} is in use by {holder}: wait for it to finish, or "
+                                     "choose another out=") from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"hashbench pid {os.getpid()} on {socket.gethostname()}")
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     # records ---------------------------------------------------------------------------------
     def records(self) -> list[dict]:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,8 +200,13 @@ class Runner:
                 for seed in dict.fromkeys(cfg["seeds"])]
 
     def run(self) -> list[dict]:
-        cfg = self.cfg
         jobs = self.plan()
+        # The main process owns out=: it alone writes, and a second sweep into the folder stops.
+        with self.store.lock() if self.world.is_main else nullcontext():
+            return self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> list[dict]:
+        cfg = self.cfg
         done = {} if cfg.get("force") else self.store.done()
         todo = {}
         for job in jobs:
@@ -414,8 +420,13 @@ def evaluate_stored(words: dict, stream=None) -> list[dict]:
     ``eval.*`` words, appends one record per run that needed anything new (``force=true``:
     recompute all), and prints the tables of the selected runs under these settings.
     """
-    out = words.get("out", "out")
-    store, records = load_results(out)
+    store, _ = load_results(words.get("out", "out"))  # a folder without results fails first
+    with store.lock():
+        return _evaluate_stored(words, stream)
+
+
+def _evaluate_stored(words: dict, stream=None) -> list[dict]:
+    store, records = load_results(words.get("out", "out"))
     say = lambda text: print(text, file=stream or sys.stdout, flush=True)  # noqa: E731
     overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}
     unknown = set(overrides) - set(CONVENTION_KEYS) - {"metrics", "tables"}
