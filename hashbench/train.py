@@ -74,6 +74,19 @@ def _loader(split, batch_size, *, shuffle, device, generator=None, workers=0, dr
                       persistent_workers=workers > 0)
 
 
+class _Indexed(torch.utils.data.Dataset):
+    """A split whose items carry their row, ``(x, y, i)``: for losses over the whole training set."""
+
+    def __init__(self, split):
+        self.split, self.labels = split, split.labels
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, i):
+        return (*self.split[i], i)
+
+
 def _autocast(device: torch.device, precision: str):
     if precision not in PRECISIONS:
         raise HashbenchError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
@@ -294,6 +307,13 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     channels_last = bool(cfg.get("channels_last", device.type == "cuda"))
 
     sampled = getattr(method, "sampler", "in_batch") == "released"
+    indexed = getattr(method.loss, "needs_index", False)  # a loss over the whole training set (DPSH's pairs)
+    if indexed:
+        if sampled or distributed:
+            raise HashbenchError(f"{type(method).__name__}'s pairs over the whole training set are single-process "
+                                 "for now; use method.pairs=batch with launcher=pytorch")
+        method.loss.bind(split.labels, method.n_bits)
+        split = _Indexed(split)
     if sampled:
         # Released-code triplets: each item is (anchor, partners...) drawn from the whole split.
         from hashbench.samplers import EpochKeys, ReleasedTripletSampler
@@ -325,6 +345,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         sampler_generator = generator
 
     model.to(device)
+    if indexed:
+        method.loss.to(device)  # its bank
     if channels_last:
         model.to(memory_format=torch.channels_last)
     groups = model.param_groups(float(cfg["lr"]), method.lr_mult)
@@ -341,6 +363,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
             raise HashbenchError(f"checkpoint {str(checkpoint)!r} was written by another training configuration "
                                  "(method, code length, seed, train.* or model); delete it to train from scratch")
         model.load_state_dict(state["model"])
+        if indexed:
+            method.loss.load_state_dict(state["loss"])
         kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
         wrapper.load_state_dict(state["optimizer"])
         for group, flags in zip(optimizer.param_groups, kernels):  # this device's kernels, not the writer's
@@ -363,7 +387,7 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         if sampler is not None:
             sampler.set_epoch(epoch)
         t0, total, terms = time.perf_counter(), torch.zeros((), device=device), {}
-        for x, y, *triplet_weights in loader:
+        for x, y, *extra in loader:
             if sampled:  # (B, 4, ...) slots → one (4B, ...) batch through the network
                 x, y = x.flatten(0, 1), y.flatten(0, 1)
             x = x.to(device, non_blocking=True,
@@ -379,8 +403,10 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
                 # update is one process's update on the global batch (tests/test_distributed.py).
                 codes, y = world.gather_batch(codes, y)
             if sampled:
-                w = triplet_weights[0].to(device, non_blocking=True)
+                w = extra[0].to(device, non_blocking=True)  # the triplets' weights
                 out = method.loss.sampled(codes.view(len(w), 4, -1), w)
+            elif indexed:
+                out = method.loss(codes, y, index=extra[0].to(device, non_blocking=True))
             else:
                 out = method.loss(codes, y)
             wrapper.update_params(out["loss"])
@@ -402,7 +428,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
             if is_main:
                 save_checkpoint(checkpoint, dict(
                     format=CHECKPOINT_FORMAT, fingerprint=fingerprint, epoch=epoch + 1, model=model.state_dict(),
-                    optimizer=wrapper.state_dict(), scheduler=sched.state_dict(), logs=logs, rng=rngs))
+                    optimizer=wrapper.state_dict(), scheduler=sched.state_dict(), logs=logs, rng=rngs,
+                    **({"loss": method.loss.state_dict()} if indexed else {})))
             if distributed:
                 world.barrier()
         if is_main:

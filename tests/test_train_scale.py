@@ -33,9 +33,9 @@ def train_split(tmp_path_factory):
     return data.get("train")
 
 
-def fresh(dropout: float = 0.0):
+def fresh(dropout: float = 0.0, name: str = "dsrh"):
     torch.manual_seed(0)
-    method = build(METHODS, dict(type="dsrh"), n_bits=BITS)
+    method = build(METHODS, dict(type=name), n_bits=BITS)
     model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_resnet")), BITS, dropout=dropout)
     return method, model
 
@@ -46,11 +46,14 @@ class FailAt:
     def __init__(self, loss, n):
         self.loss, self.n, self.calls = loss, n, 0
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.n:
             raise KeyboardInterrupt
-        return self.loss(*args)
+        return self.loss(*args, **kwargs)
+
+    def __getattr__(self, name):  # bind, needs_index, state_dict, ...: the wrapped loss's
+        return getattr(self.loss, name)
 
 
 def same_weights(a, b) -> bool:
@@ -62,20 +65,20 @@ def without_seconds(logs):
     return [{k: v for k, v in log.items() if k != "seconds"} for log in logs]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_after_interruption_equals_an_uninterrupted_run(train_split, tmp_path, workers):
+@pytest.mark.parametrize("workers,name", [(0, "dsrh"), (2, "dsrh"), (0, "dpsh")])  # dpsh: its bank of outputs
+def test_resume_after_interruption_equals_an_uninterrupted_run(train_split, tmp_path, workers, name):
     cfg = {**CFG, "workers": workers}
-    method, whole = fresh(dropout=0.2)  # dropout: the global RNG state must be restored too
+    method, whole = fresh(dropout=0.2, name=name)  # dropout: the global RNG state must be restored too
     want = train_deep(method, whole, train_split, cfg, CPU, seed=3)
 
     ckpt = tmp_path / "run.pt"
-    method, model = fresh(dropout=0.2)
+    method, model = fresh(dropout=0.2, name=name)
     method.loss = FailAt(method.loss, 3)  # killed in the first step of epoch 2
     with pytest.raises(KeyboardInterrupt):
         train_deep(method, model, train_split, cfg, CPU, seed=3, checkpoint=ckpt)
     assert load_checkpoint(ckpt)["epoch"] == 1
 
-    method, resumed = fresh(dropout=0.2)  # a new process would rebuild the model from the seed
+    method, resumed = fresh(dropout=0.2, name=name)  # a new process would rebuild the model from the seed
     got = train_deep(method, resumed, train_split, cfg, CPU, seed=3, checkpoint=ckpt)
     assert same_weights(resumed, whole)
     assert without_seconds(got) == without_seconds(want)
@@ -195,3 +198,12 @@ def test_no_device_syncs_inside_the_cuda_step(train_split):
 
     syncs(32)  # warm-up: one-off syncs (cuDNN autotuning, allocator) do not count
     assert syncs(32) == syncs(8)
+
+
+def test_pairs_over_the_training_set_are_refused_under_ddp(train_split):
+    from types import SimpleNamespace
+
+    method, model = fresh(name="dpsh")
+    two = SimpleNamespace(world_size=2, rank=0, is_main=True)
+    with pytest.raises(HashbenchError, match="single-process for now; use method.pairs=batch"):
+        train_deep(method, model, train_split, CFG, CPU, seed=0, world=two)

@@ -1,4 +1,5 @@
-"""DPSH's loss against a plain loop over the paper's pairs, and its identity relaxation."""
+"""DPSH's loss against plain loops over the paper's pairs (in-batch and over the whole training set),
+its bank of outputs, and its identity relaxation."""
 from __future__ import annotations
 
 import math
@@ -38,7 +39,7 @@ def _oracle(u, y, eta, soft=False):
 
 @pytest.mark.parametrize("similarity", ["binary", "cosine"])
 def test_value_and_gradient_match_the_formula(similarity):
-    loss = build(LOSSES, dict(type="dpsh", eta=10.0, similarity=similarity))
+    loss = build(LOSSES, dict(type="dpsh", eta=10.0, similarity=similarity, pairs="batch"))
     u1, u2 = _codes(), _codes()
     out = loss(u1, LABELS)
     out["loss"].backward()
@@ -51,14 +52,15 @@ def test_value_and_gradient_match_the_formula(similarity):
 
 def test_sum_reduction_is_batch_size_times_mean():
     u = _codes(1)
-    mean = build(LOSSES, dict(type="dpsh"))(u, LABELS)["loss"]
-    total = build(LOSSES, dict(type="dpsh", reduction="sum"))(u, LABELS)["loss"]
+    mean = build(LOSSES, dict(type="dpsh", pairs="batch"))(u, LABELS)["loss"]
+    total = build(LOSSES, dict(type="dpsh", reduction="sum", pairs="batch"))(u, LABELS)["loss"]
     torch.testing.assert_close(total, 6 * mean)
 
 
 def test_defaults_and_relaxation():
     method = build(METHODS, dict(type="dpsh", n_bits=8))
     assert method.loss.eta == 10.0 and method.loss.similarity_name == "binary"
+    assert method.loss.pairs == "dataset" and method.loss.needs_index
     assert method.relaxation == "identity" and method.bypass is False
     z = torch.randn(4, 8)
     assert torch.equal(method.relax(z, 0.5), z)
@@ -69,3 +71,29 @@ def test_defaults_and_relaxation():
 def test_graded_similarity_is_refused():
     with pytest.raises(HashbenchError, match="graded"):
         build(LOSSES, dict(type="dpsh", similarity="graded"))
+
+
+def test_dataset_pairs_give_the_papers_gradient_over_the_whole_training_set():
+    """With the bank holding every training output, the batch loss's gradient is the gradient of
+    the paper's objective over all n training samples (the oracle above with B = n), / n."""
+    n, k = len(LABELS), 8
+    everyone = _codes(3, b=n, k=k)
+    full = _oracle(everyone, LABELS, 10.0) * n  # the paper's L (the oracle averages over anchors)
+    full.backward()
+    loss = build(LOSSES, dict(type="dpsh", eta=10.0))
+    loss.bind(LABELS, k)
+    loss(everyone.detach().clone(), LABELS, index=torch.arange(n))  # fills the bank with every output
+    batch = torch.tensor([4, 1, 3])
+    u = everyone.detach()[batch].clone().requires_grad_()
+    out = loss(u, LABELS[batch], index=batch)
+    out["loss"].backward()
+    torch.testing.assert_close(u.grad * n * len(batch), everyone.grad[batch], rtol=1e-6, atol=1e-8)
+    assert torch.equal(loss.bank[batch], u.detach())  # the bank holds the latest outputs
+
+
+def test_dataset_pairs_need_bind_and_index():
+    loss = build(LOSSES, dict(type="dpsh"))
+    with pytest.raises(HashbenchError, match="needs bind"):
+        loss(_codes(), LABELS)
+    with pytest.raises(HashbenchError, match="unknown pairs 'all'; valid: dataset, batch"):
+        build(LOSSES, dict(type="dpsh", pairs="all"))
