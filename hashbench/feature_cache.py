@@ -85,7 +85,7 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_dir=None, batch_size: int = 256,
-                    backbone=None, bypass: bool = False) -> np.ndarray:
+                    backbone=None, weights: str | None = None, bypass: bool = False) -> np.ndarray:
     """Features of every item of ``split`` from the frozen backbone ``backbone_cfg``, cached.
 
     Parameters
@@ -104,6 +104,9 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
     backbone : nn.Module or None
         The backbone already built from ``backbone_cfg`` (frozen), to build it once for several
         splits; its weights are still fingerprinted for the key.
+    weights : str or None
+        :func:`weights_fingerprint` of ``backbone``, when the caller has it already (several
+        splits of one backbone: hashing a ResNet-50's weights once instead of per split).
     bypass : bool
         Append the lower-stage feature (final ⊕ lower), as :func:`hashbench.train.extract_features`.
 
@@ -117,8 +120,8 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
 
     if backbone is None:
         backbone = build(BACKBONES, {**backbone_cfg, "frozen": True})
-    key, what = feature_key(backbone_cfg, weights_fingerprint(backbone), transform_spec(backbone, split), split_key,
-                            n_items=len(split), labels=_labels_hash(split), bypass=bypass)
+    key, what = feature_key(backbone_cfg, weights or weights_fingerprint(backbone), transform_spec(backbone, split),
+                            split_key, n_items=len(split), labels=_labels_hash(split), bypass=bypass)
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     path = root / "features" / f"{key}.npy"
     if path.exists():

@@ -31,7 +31,7 @@ import torch
 import hashbench
 from hashbench.config import method_configs
 from hashbench.distributed import init_distributed
-from hashbench.feature_cache import cached_features
+from hashbench.feature_cache import cached_features, weights_fingerprint
 from hashbench.errors import HashbenchError
 from hashbench.method import ClassicHasher, DeepMethod
 from hashbench.metrics import conventions, evaluate, parse_metric
@@ -365,8 +365,9 @@ class Runner:
             backbone = build(BACKBONES, {**mcfg["backbone"], "frozen": True})
             data = json.dumps(dict(dataset=self.cfg["dataset_name"], params=mcfg["dataset"]), sort_keys=True,
                               default=str)
+            weights = weights_fingerprint(backbone)
             self._features[key] = {s: cached_features(mcfg["backbone"], v, split_key=f"{data}/{s}",
-                                                      device=self.device, backbone=backbone)
+                                                      device=self.device, backbone=backbone, weights=weights)
                                    for s, v in self.splits.items()}
         return self._features[key]
 

@@ -126,3 +126,23 @@ def test_unreadable_entry_is_extracted_again(data, tmp_path):
     (npy,) = entries(tmp_path)
     (tmp_path / "features" / npy).write_bytes(b"not an array")
     np.testing.assert_array_equal(features(split, tmp_path), first)
+
+
+def test_a_sweep_hashes_the_backbone_weights_once(tmp_path, monkeypatch):
+    """Three splits × two methods of one backbone: one fingerprint, three cache entries."""
+    import hashbench.feature_cache
+    import hashbench.runner
+    from hashbench.cli import main
+
+    calls = []
+
+    def counted(module):
+        calls.append(type(module).__name__)
+        return weights_fingerprint(module)
+
+    monkeypatch.setattr(hashbench.runner, "weights_fingerprint", counted)
+    monkeypatch.setattr(hashbench.feature_cache, "weights_fingerprint", counted)
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["run", "methods=lsh,pcah", "bits=8", "dataset.n_train=64", "dataset.n_query=16",
+                 "dataset.n_database=32", "device=cpu", f"out={tmp_path / 'out'}"]) == 0
+    assert len(calls) == 1 and len(entries(tmp_path / "cache")) == 3
