@@ -70,21 +70,25 @@ class World:
         if self.distributed:
             torch.distributed.barrier()
 
-    def gather_batch(self, codes: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The global batch: every process's ``codes`` (b, K) and ``labels`` (b, C), in rank order.
+    def gather_batch(self, codes: torch.Tensor, labels: torch.Tensor, *others: torch.Tensor) -> tuple:
+        """The global batch: every process's ``codes`` (b, K), ``labels`` (b, C) and ``others``
+        (e.g. the items' training-set rows, (b,)), in rank order.
 
         Returns (W*b, K) codes — differentiable: the gradient of each process's rows flows back
-        to that process (summed over the processes that computed a loss on them) — and (W*b, C)
-        labels. Every process must pass the same shapes (the trainer drops ragged last batches).
+        to that process (summed over the processes that computed a loss on them) — then the (W*b, ...)
+        labels and others. Every process must pass the same shapes (the trainer drops ragged last batches).
         """
         if not self.distributed:
-            return codes, labels
+            return (codes, labels, *others)
         from torch.distributed.nn.functional import all_gather
 
         codes = torch.cat(all_gather(codes.contiguous()), dim=0)
-        gathered = [torch.empty_like(labels) for _ in range(self.world_size)]
-        torch.distributed.all_gather(gathered, labels.contiguous())
-        return codes, torch.cat(gathered, dim=0)
+        rest = []
+        for t in (labels, *others):
+            gathered = [torch.empty_like(t) for _ in range(self.world_size)]
+            torch.distributed.all_gather(gathered, t.contiguous())
+            rest.append(torch.cat(gathered, dim=0))
+        return (codes, *rest)
 
     def all_gather_object(self, obj) -> list:
         """``obj`` of every process, in rank order (picklable objects; once per epoch, not per step)."""

@@ -309,10 +309,10 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     sampled = getattr(method, "sampler", "in_batch") == "released"
     indexed = getattr(method.loss, "needs_index", False)  # a loss over the whole training set (DPSH's pairs)
     if indexed:
-        if sampled or distributed:
-            raise HashbenchError(f"{type(method).__name__}'s pairs over the whole training set are single-process "
-                                 "for now; use method.pairs=batch with launcher=pytorch")
-        method.loss.bind(split.labels, method.n_bits)
+        if sampled:
+            raise HashbenchError(f"{type(method).__name__}: a loss over the whole training set cannot take "
+                                 "the released sampler's items")
+        method.loss.bind(split.labels, method.n_bits)  # every process keeps the same bank: it sees the global batch
         split = _Indexed(split)
     if sampled:
         # Released-code triplets: each item is (anchor, partners...) drawn from the whole split.
@@ -396,17 +396,19 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
             with wrapper.optim_context(net):  # autocast for bf16/fp16; nothing for fp32
                 z = net(x)
             codes = method.relax(z.float(), step / max(steps, 1))
+            index = extra[0].to(device, non_blocking=True) if indexed else None
             if distributed:
                 # The loss sees the global batch. Every process computes the same loss L; the
                 # gather's backward sums the W processes' (equal) gradients for each local code,
                 # and DDP averages the parameter gradients over W: the two factors cancel, and the
                 # update is one process's update on the global batch (tests/test_distributed.py).
-                codes, y = world.gather_batch(codes, y)
+                codes, y, *rows = world.gather_batch(codes, y, *([index] if indexed else []))
+                index = rows[0] if indexed else None
             if sampled:
                 w = extra[0].to(device, non_blocking=True)  # the triplets' weights
                 out = method.loss.sampled(codes.view(len(w), 4, -1), w)
             elif indexed:
-                out = method.loss(codes, y, index=extra[0].to(device, non_blocking=True))
+                out = method.loss(codes, y, index=index)
             else:
                 out = method.loss(codes, y)
             wrapper.update_params(out["loss"])

@@ -33,17 +33,17 @@ def _data(cache_dir):
     return build(DATASETS, dict(type="multidigits", n_train=64, n_query=16, n_database=32, cache_dir=str(cache_dir)))
 
 
-def _model():
+def _model(name: str = "dsrh"):
     from hashbench.model import DeepHasher
     from hashbench.registry import BACKBONES, METHODS, build
 
     torch.manual_seed(0)
-    method = build(METHODS, dict(type="dsrh"), n_bits=BITS)
+    method = build(METHODS, dict(type=name), n_bits=BITS)
     model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_convnext")), BITS, bypass=method.bypass)
     return method, model
 
 
-def _worker(rank: int, port: int, cache_dir: str, out_dir: str) -> None:
+def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str) -> None:
     from hashbench.train import train_deep
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
@@ -52,7 +52,7 @@ def _worker(rank: int, port: int, cache_dir: str, out_dir: str) -> None:
     world = init_distributed("pytorch", device="cpu", timeout_s=60)  # a hung peer fails, not hangs
     try:
         assert (world.rank, world.world_size, world.is_main) == (rank, 2, rank == 0)
-        method, model = _model()
+        method, model = _model(name)
         logs = train_deep(method, model, _data(cache_dir).get("train"), CFG, world.device, seed=0,
                           checkpoint=os.path.join(out_dir, "ddp.pt"), world=world)
         torch.save(dict(state=model.state_dict(), logs=logs), os.path.join(out_dir, f"rank{rank}.pt"))
@@ -66,15 +66,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["dsrh", "dpsh"])  # in-batch triplets; pairs with a bank of the whole training set
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, monkeypatch, name):
     from hashbench.train import load_checkpoint, train_deep
 
     # The workers are CPU (gloo) processes: hide the GPUs from them, or on a one-GPU machine
     # mmengine's logger indexes CUDA_VISIBLE_DEVICES by LOCAL_RANK and rank 1 fails.
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     data = _data(tmp_path)  # generated once here; the workers read the cache
-    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path)), nprocs=2,
-                                          join=False)
+    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path), name),
+                                          nprocs=2, join=False)
     deadline = time.monotonic() + 180
     while not workers.join(timeout=1):  # re-raises a worker's exception
         if time.monotonic() > deadline:
@@ -82,7 +83,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, monk
                 proc.kill()
             pytest.fail("the two training processes did not finish within 180 s")
 
-    method, model = _model()
+    method, model = _model(name)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     logs = train_deep(method, model, data.get("train"), CFG, torch.device("cpu"), seed=0)
     single = model.state_dict()
@@ -102,9 +103,9 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, monk
 def test_single_process_world_passes_the_batch_through():
     world = init_distributed("none", device="cpu")
     assert isinstance(world, World) and (world.rank, world.world_size, world.is_main) == (0, 1, True)
-    codes, labels = torch.randn(4, 8, requires_grad=True), torch.ones(4, 3)
-    got_codes, got_labels = world.gather_batch(codes, labels)
-    assert got_codes is codes and got_labels is labels and world.all_gather_object(7) == [7]
+    codes, labels, rows = torch.randn(4, 8, requires_grad=True), torch.ones(4, 3), torch.arange(4)
+    got_codes, got_labels, got_rows = world.gather_batch(codes, labels, rows)
+    assert got_codes is codes and got_labels is labels and got_rows is rows and world.all_gather_object(7) == [7]
     world.barrier()  # a no-op
 
 

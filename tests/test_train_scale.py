@@ -199,11 +199,3 @@ def test_no_device_syncs_inside_the_cuda_step(train_split):
     syncs(32)  # warm-up: one-off syncs (cuDNN autotuning, allocator) do not count
     assert syncs(32) == syncs(8)
 
-
-def test_pairs_over_the_training_set_are_refused_under_ddp(train_split):
-    from types import SimpleNamespace
-
-    method, model = fresh(name="dpsh")
-    two = SimpleNamespace(world_size=2, rank=0, is_main=True)
-    with pytest.raises(HashbenchError, match="single-process for now; use method.pairs=batch"):
-        train_deep(method, model, train_split, CFG, CPU, seed=0, world=two)
