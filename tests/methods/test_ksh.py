@@ -164,3 +164,18 @@ def test_refuses_bad_parameters():
         KSH(4, n_anchors=0).fit(X, y)
     with pytest.raises(HashbenchError, match="max_iter"):
         KSH(4, max_iter=2.5).fit(X, y)
+
+
+def test_fit_with_and_without_kept_distances_agree(monkeypatch):
+    """Large training sets recompute the squared distances in block passes instead of keeping them."""
+    import hashbench.methods.ksh as ksh_module
+
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(300, 12)), rng.integers(0, 5, 300)
+    kept = KSH(8, n_anchors=40, n_labeled=120, random_state=0).fit(X, y)
+    monkeypatch.setattr(ksh_module, "_KEEP_BYTES", 0)
+    monkeypatch.setattr(ksh_module, "_CHUNK", 64)  # several blocks
+    blocks = KSH(8, n_anchors=40, n_labeled=120, random_state=0).fit(X, y)
+    assert blocks.sigma_ == pytest.approx(kept.sigma_, rel=1e-12)
+    np.testing.assert_allclose(blocks.kernel_mean_, kept.kernel_mean_, rtol=1e-12)
+    np.testing.assert_array_equal(blocks.encode(X), kept.encode(X))
