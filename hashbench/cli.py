@@ -140,7 +140,8 @@ def parser() -> argparse.ArgumentParser:
                          description="Train or fit each method at each code length and seed, evaluate, "
                                      "append to out/results.jsonl and print one table per metric. Runs "
                                      "already in out/results.jsonl are skipped (force=true recomputes); an "
-                                     "interrupted sweep resumes where it stopped.",
+                                     "interrupted sweep resumes where it stopped. One sweep at a time writes "
+                                     "to a folder: a second one into a busy out= stops.",
                          epilog=_run_help(), formatter_class=raw)
     run.add_argument("words", nargs="*", metavar="key=value")
     run.set_defaults(func=cmd_run)
