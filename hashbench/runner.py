@@ -40,7 +40,7 @@ from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
                                run_key, stem)
 from hashbench.tables import render
-from hashbench.train import duration, encode_deep, seed_everything, train_deep
+from hashbench.train import Progress, duration, encode_deep, seed_everything, train_deep
 
 
 def versions() -> dict[str, str]:
@@ -141,10 +141,12 @@ def _shown(record: dict, metrics: list[str]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if k in metrics)
 
 
-def _score(q, d, ql, dl, ev: dict, metrics: list[str]):
+def _score(q, d, ql, dl, ev: dict, metrics: list[str], label: str = ""):
     t1 = time.perf_counter()
+    lines = Progress(f"{label} scoring".strip())  # silent unless the evaluation takes a while
     scores, info = evaluate(q, d, ql, dl, metrics=metrics, ties=ev["ties"], ap_denominator=ev["ap_denominator"],
-                            no_relevant=ev["no_relevant"], details=True)
+                            no_relevant=ev["no_relevant"], details=True,
+                            progress=lambda done, total: lines.step(done, total, "queries"))
     eval_info = {k: v for k, v in info.items() if isinstance(v, (int, float, str))}
     return {k: float(v) for k, v in scores.items()}, eval_info, time.perf_counter() - t1
 
@@ -335,7 +337,7 @@ class Runner:
                     run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self.store.save_codes(base, q, d, ql, dl)  # before scoring: an interrupted evaluation costs no training
         ev = mcfg["eval"]
-        scores, info, eval_s = _score(q, d, ql, dl, ev, ev["metrics"])
+        scores, info, eval_s = _score(q, d, ql, dl, ev, ev["metrics"], f"{name} {bits} bits seed {seed}")
         return dict(base, metrics=scores, eval=eval_settings(ev), eval_seconds=eval_s, eval_info=info)
 
     def rescore(self, job: Job) -> dict:
@@ -344,7 +346,7 @@ class Runner:
         manifest = self.store.load_manifest(job.chash, job.bits, job.seed)
         ev = job.mcfg["eval"]
         scores, info, eval_s = _score(codes["query"], codes["database"], codes["query_labels"],
-                                      codes["database_labels"], ev, ev["metrics"])
+                                      codes["database_labels"], ev, ev["metrics"], job.label)
         base = {**manifest, "method": job.name, "dataset": job.dataset}
         return _rescored(base, {k: ev[k] for k in CONVENTION_KEYS}, list(ev["metrics"]), scores, info, eval_s,
                          self.run_id)
@@ -472,7 +474,7 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         t = time.perf_counter()
         codes = store.load_codes(base["config_hash"], base["bits"], base["seed"])
         scores, info, eval_s = _score(codes["query"], codes["database"], codes["query_labels"],
-                                      codes["database_labels"], ev, missing)
+                                      codes["database_labels"], ev, missing, label)
         rec = _rescored(base, ev, missing, scores, info, eval_s, run_id)
         store.append(rec)
         progress.finish((base["method"], "rescore"), time.perf_counter() - t)

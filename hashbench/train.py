@@ -123,14 +123,15 @@ def duration(seconds: float) -> str:
 
 class Progress:
     """A status line with an ETA (rewritten in place on a terminal; elsewhere one line per update,
-    or for :meth:`step` one per tenth of the work and at most one per ``min_interval`` seconds),
-    to stderr."""
+    or for :meth:`step` one per tenth of the work and at most one per ``min_interval`` seconds,
+    none for work done within ``min_interval``), to stderr."""
 
     def __init__(self, label: str, stream=None, min_interval: float = 2.0):
         self.label, self.stream = label, stream or sys.stderr
         self.tty = self.stream.isatty()
         self.min_interval = min_interval
-        self.t0, self._tenth, self._last = time.perf_counter(), -1, -float("inf")
+        self.t0, self._tenth, self._printed = time.perf_counter(), -1, False
+        self._last = self.t0
 
     def eta(self, done: int, total: int) -> str:
         """``ETA 2m10s`` from the mean time of the ``done`` units so far ('' when finished)."""
@@ -144,12 +145,15 @@ class Progress:
         self.stream.flush()
 
     def step(self, done: int, total: int, what: str) -> None:
-        """``label what done/total, ETA ...``; off a terminal only at each tenth of ``total`` (and
-        not within ``min_interval`` s of the last line: logs of short passes get their last line only)."""
+        """``label what done/total, ETA ...``; off a terminal only at each tenth of ``total``, not
+        within ``min_interval`` s of the start or of the last line, and the last line only when an
+        earlier one was written: a log gets nothing from a pass that takes less than that."""
         tenth, now = done * 10 // max(total, 1), time.perf_counter()
-        if done == total or self.tty or (tenth != self._tenth and now - self._last >= self.min_interval):
-            self._tenth, self._last = tenth, now
-            self.update(f"{what} {done}/{total} {self.eta(done, total)}".rstrip(), final=done == total)
+        finished = done >= total
+        if self.tty or (finished and self._printed) or (
+                not finished and tenth != self._tenth and now - self._last >= self.min_interval):
+            self._tenth, self._last, self._printed = tenth, now, True
+            self.update(f"{what} {done}/{total} {self.eta(done, total)}".rstrip(), final=finished)
 
 
 # ---------------------------------------------------------------------------------- optimisation

@@ -35,4 +35,15 @@ def test_step_off_a_terminal_waits_min_interval_between_lines(monkeypatch):
         now[0] = i * 0.2  # 20 s in all: a tenth every 2 s, a line at most every 5 s
         p.step(i, 100, "batch")
     done = [int(l.split()[2].split("/")[0]) for l in out.getvalue().splitlines()]
-    assert done == [1, 26, 51, 76, 100]  # t = 0.2, 5.2, 10.2, 15.2 s, and the last line always
+    assert done == [25, 50, 75, 100]  # t = 5, 10, 15 s after the start, and the last line
+
+
+def test_a_short_pass_writes_nothing_off_a_terminal(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr("hashbench.train.time.perf_counter", lambda: now[0])
+    out = io.StringIO()
+    p = Progress("extract", stream=out, min_interval=2.0)
+    for i in range(1, 13):
+        now[0] = i * 0.1  # 1.2 s in all
+        p.step(i, 12, "batch")
+    assert out.getvalue() == ""

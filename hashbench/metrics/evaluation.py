@@ -393,7 +393,7 @@ def _chunk_scores(stats, specs, ties: Ties, min_den: bool, n_db: int, inv, disco
 
 
 def _run(query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denominator,
-         graded, binary, memory_budget, backend):
+         graded, binary, memory_budget, backend, progress=None):
     ties = parse_ties(ties)
     check_choice("ap_denominator", ap_denominator, AP_DENOMINATORS)
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:
@@ -418,6 +418,8 @@ def _run(query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denomin
         for spec in specs:
             parts[spec].append(scores[spec])
         n_rel.append(np.asarray(stats["n_rel"]))
+        if progress is not None:
+            progress(q1, problem.n_queries)
     per_query = {spec: np.concatenate(parts[spec]) for spec in specs}
     info = {"chunk": chunk, "backend": problem.backend,
             "db_label_patterns": setup.get("db_label_patterns")}
@@ -438,7 +440,7 @@ def _reduce(per_query, n_rel, no_relevant):
 # --------------------------------------------------------------------------- public API
 def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_METRICS,
              ties="expected", *, ap_denominator="retrieved", no_relevant="zero", graded=None,
-             binary=None, memory_budget=DEFAULT_MEMORY_BUDGET, backend="auto", details=False):
+             binary=None, memory_budget=DEFAULT_MEMORY_BUDGET, backend="auto", details=False, progress=None):
     """Score Hamming ranking of ``db_codes`` for every query; the mean over queries per metric.
 
     Parameters
@@ -469,6 +471,9 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
         Also return an ``info`` dict: ``n_queries``, ``queries_without_relevant``,
         ``n_evaluated``, ``ties``, ``ap_denominator``, ``no_relevant``, ``graded``, ``binary``,
         ``conventions``, ``backend``, ``per_query`` (name -> (nq,) array) and more.
+    progress : callable or None
+        Called as ``progress(done, total)`` with the queries scored so far after each chunk (for a
+        progress line; :class:`hashbench.train.Progress` ``.step`` fits).
 
     Returns
     -------
@@ -493,7 +498,7 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
     specs = list(dict.fromkeys(parsed.values()))
     problem, ties_, per_query, n_rel, extra = _run(
         query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denominator, graded,
-        binary, memory_budget, backend)
+        binary, memory_budget, backend, progress)
     means, n_missing, n_kept = _reduce(per_query, n_rel, no_relevant)
     scores = {name: means[parsed[name]] for name in names}
     if not details:

@@ -146,3 +146,12 @@ def test_registry_lists_every_family_with_a_summary():
         value = found[family](*data, ties="index", **kwargs)
         assert value == evaluate(*data, metrics=[names[family]], ties="index")[names[family]]
     assert found["map"](*data) == evaluate(*data, metrics=["map"])["map"]
+
+
+def test_progress_sees_every_chunk_and_changes_nothing():
+    data = make_data(4, nq=30, n_db=90)
+    calls = []
+    with_progress = evaluate(*data, metrics=["map", "ndcg@10"], memory_budget=1,
+                             progress=lambda done, total: calls.append((done, total)))
+    assert with_progress == evaluate(*data, metrics=["map", "ndcg@10"])
+    assert calls == [(i, 30) for i in range(1, 31)]  # a budget of 1 byte: one query per chunk
