@@ -26,24 +26,22 @@ def test_step_prints_each_tenth_once_off_a_terminal():
     assert lines[-1] == "extract batch 100/100" and lines[1].startswith("extract batch 10/100 ETA ")
 
 
-def test_step_off_a_terminal_waits_min_interval_between_lines(monkeypatch):
+def steps_printed(monkeypatch, total, seconds_per_step, min_interval):
+    """The ``done`` counts a Progress writes off a terminal, on a clock of fixed steps from 0."""
     now = [0.0]
     monkeypatch.setattr("hashbench.train.time.perf_counter", lambda: now[0])
     out = io.StringIO()
-    p = Progress("extract", stream=out, min_interval=5.0)
-    for i in range(1, 101):
-        now[0] = i * 0.2  # 20 s in all: a tenth every 2 s, a line at most every 5 s
-        p.step(i, 100, "batch")
-    done = [int(l.split()[2].split("/")[0]) for l in out.getvalue().splitlines()]
-    assert done == [25, 50, 75, 100]  # t = 5, 10, 15 s after the start, and the last line
+    p = Progress("extract", stream=out, min_interval=min_interval)
+    for i in range(1, total + 1):
+        now[0] = i * seconds_per_step
+        p.step(i, total, "batch")
+    return [int(l.split()[2].split("/")[0]) for l in out.getvalue().splitlines()]
+
+
+def test_step_off_a_terminal_waits_min_interval_between_lines(monkeypatch):
+    # 20 s in all: a tenth every 2 s, a line at most every 5 s (t = 5, 10, 15), and the last line
+    assert steps_printed(monkeypatch, 100, 0.2, min_interval=5.0) == [25, 50, 75, 100]
 
 
 def test_a_short_pass_writes_nothing_off_a_terminal(monkeypatch):
-    now = [0.0]
-    monkeypatch.setattr("hashbench.train.time.perf_counter", lambda: now[0])
-    out = io.StringIO()
-    p = Progress("extract", stream=out, min_interval=2.0)
-    for i in range(1, 13):
-        now[0] = i * 0.1  # 1.2 s in all
-        p.step(i, 12, "batch")
-    assert out.getvalue() == ""
+    assert steps_printed(monkeypatch, 12, 0.1, min_interval=2.0) == []  # 1.2 s in all
