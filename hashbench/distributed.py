@@ -131,6 +131,11 @@ def init_distributed(launcher: str, device: str = "auto", *, timeout_s: float = 
                                  "use --nproc-per-node <= the GPU count")
         where = torch.device("cuda", local_rank)
         torch.cuda.set_device(where)
+    else:
+        # A CPU (gloo) run has no use for the GPUs, and must not see them: with CUDA visible,
+        # mmengine's logger indexes CUDA_VISIBLE_DEVICES by LOCAL_RANK, which fails on a machine
+        # with fewer GPUs than processes. (Takes effect while CUDA is not initialised yet.)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     # torch's own init rather than mmengine.dist.init_dist: mmengine 0.10.7's pytorch launcher
     # calls torch.cuda.set_device unconditionally (no CPU/gloo runs) and switches the whole
     # process to the 'spawn' start method, which would also slow every DataLoader worker start.

@@ -67,12 +67,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.parametrize("name", ["dsrh", "dpsh"])  # in-batch triplets; pairs with a bank of the whole training set
-def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, monkeypatch, name):
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name):
     from hashbench.train import load_checkpoint, train_deep
 
-    # The workers are CPU (gloo) processes: hide the GPUs from them, or on a one-GPU machine
-    # mmengine's logger indexes CUDA_VISIBLE_DEVICES by LOCAL_RANK and rank 1 fails.
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     data = _data(tmp_path)  # generated once here; the workers read the cache
     workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path), name),
                                           nprocs=2, join=False)
@@ -117,3 +114,19 @@ def test_launcher_errors_are_one_line(monkeypatch):
     with pytest.raises(HashbenchError, match="launcher=pytorch needs torchrun's environment") as e:
         init_distributed("pytorch", device="cpu")
     assert "\n" not in str(e.value)
+
+
+def test_a_cpu_run_hides_the_gpus_from_itself(monkeypatch):
+    """A gloo process must not see GPUs: mmengine's logger would index CUDA_VISIBLE_DEVICES by LOCAL_RANK."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)  # no real group: only the setup
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "1")
+    world = init_distributed("pytorch", device="cpu")
+    assert (world.rank, world.world_size, world.device.type) == (1, 2, "cpu")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
