@@ -10,13 +10,13 @@ database canvases) and an untrained timm ``resnet18`` (seed 0):
 1. *extraction pass*: :func:`hashbench.train.extract_features` over the three splits;
 2. *cache fill*: :func:`hashbench.feature_cache.cached_features` on an empty cache (the pass
    above plus weight hashing and writing the files) — paid once per (data, backbone, weights);
-3. *sweep on cached features*, as one ``hashbench run methods=... bits=16,32,48,64`` would do
-   it: build the frozen backbone, look its three splits up in the cache (weights hashed, files
-   read), then for each method × bits ``fit(X_train, Y_train)`` and ``encode`` query and
-   database.
+3. *sweep on cached features*, as one ``hashbench run methods=... bits=16,32,48,64
+   blas_threads=1`` does it: build the frozen backbone, look its three splits up in the cache
+   (weights hashed, files read), then for each method × bits ``fit(X_train, Y_train)`` and
+   ``encode`` query and database (scoring is not part of it).
 
     python benchmarks/feature_cache.py
-    python benchmarks/feature_cache.py --blas-threads 0     # leave BLAS threading as it is
+    python benchmarks/feature_cache.py --blas-threads 0     # BLAS's own threads, as a run without blas_threads
 """
 from __future__ import annotations
 
@@ -37,11 +37,11 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", default=None, help="feature cache root (default: a fresh temporary folder)")
     p.add_argument("--data-cache", default=None, help="where multidigits keeps its canvases (default: its own)")
-    p.add_argument("--repeats", type=int, default=2, help="timed repeats (the best counts) of the pass and the sweep")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats (the best counts) of the pass and the sweep")
     p.add_argument("--canvas-size", type=int, default=None, help="multidigits canvas side (default: its 32)")
     p.add_argument("--blas-threads", type=int, default=1,
-                   help="BLAS threads for the classic fits (default 1: on a small shared machine threaded "
-                        "BLAS spins on busy cores; 0 = leave as is)")
+                   help="BLAS threads for the classic fits, as the run word blas_threads (default 1: on a small "
+                        "machine threaded BLAS spins on busy cores; 0 = leave as is)")
     args = p.parse_args(argv)
 
     from contextlib import nullcontext

@@ -40,6 +40,8 @@ RUN_KEYS = {
     "config": "config file to start from instead of configs/default.py",
     "force": "true: recompute runs already in out/results.jsonl (default false: they are skipped)",
     "launcher": "none (one process, default) or pytorch (under torchrun: DDP, DSRH triplets over the global batch)",
+    "blas_threads": "BLAS threads while classic methods fit and encode (default: the BLAS library's own; "
+                    "1 is faster on small machines, where threads of many small products wait on busy cores)",
 }
 SECTIONS = {
     "method": "parameters of every method in the run, e.g. method.margin=2",
@@ -125,6 +127,8 @@ def parse_words(words: list[str], keys: dict[str, str] = RUN_KEYS, sections: dic
             out[key] = [_check_int(key, v) for v in out[key]]
     if "epochs" in out:
         out["epochs"] = _check_int("epochs", out["epochs"], low=1, high=100000)
+    if "blas_threads" in out:
+        out["blas_threads"] = _check_int("blas_threads", out["blas_threads"], low=1, high=4096)
     if "ks" in out:
         out["ks"] = [_check_int("ks", v, low=1, high=2**31 - 1) for v in out["ks"]]
     if "force" in out and not isinstance(out["force"], bool):
@@ -203,7 +207,7 @@ def build_run_config(words: dict[str, Any]) -> dict:
         cfg["dataset"] = part.pop("dataset")
         cfg = _merge(cfg, part)
     cfg["dataset_name"] = words.get("dataset", cfg["dataset"]["type"])
-    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher"):
+    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher", "blas_threads"):
         if key in words:
             cfg[key] = words[key]
     if "epochs" in words:

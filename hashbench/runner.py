@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 import hashbench
 from hashbench.config import method_configs
@@ -323,9 +324,12 @@ class Runner:
         elif isinstance(method, ClassicHasher):
             feats = self.features(mcfg, seed) if getattr(method, "needs_features", True) else \
                 {s: np.zeros((len(v), 1), np.float32) for s, v in self.splits.items()}
-            method.fit(feats["train"], _labels(self.splits["train"]))
-            train_s = time.perf_counter() - t0
-            q, d = method.encode(feats["query"]), method.encode(feats["database"])
+            # not part of the config hash: threads change speed, not the method
+            threads = self.cfg.get("blas_threads")
+            with threadpool_limits(limits=threads, user_api="blas") if threads else nullcontext():
+                method.fit(feats["train"], _labels(self.splits["train"]))
+                train_s = time.perf_counter() - t0
+                q, d = method.encode(feats["query"]), method.encode(feats["database"])
         else:
             raise HashbenchError(f"method {name!r} builds a {type(method).__name__}, which is neither a "
                                  "DeepMethod nor a ClassicHasher")

@@ -34,16 +34,10 @@ one BLAS thread): 3.1x faster in all, and a lower misfit ``||B B^T - K S||_F`` i
 """
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-
-try:  # a dependency of scikit-learn, itself a hashbench dependency
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
+from threadpoolctl import threadpool_limits
 
 from hashbench.errors import HashbenchError
 from hashbench.method import ClassicHasher, sign_bits
@@ -226,8 +220,7 @@ class KSH(ClassicHasher):
         R = Residue(Y[self.labeled_index_], self.n_bits)              # residue R_0 = K S
         # The greedy loop is thousands of small products (m x m, l-vectors): threaded BLAS only
         # adds synchronisation there, and on a busy machine it makes the loop ~50x slower.
-        single = threadpool_limits(limits=1, user_api="blas") if threadpool_limits else nullcontext()
-        with single:
+        with threadpool_limits(limits=1, user_api="blas"):
             self.projection_ = self._greedy_bits(K, R)
         return self
 

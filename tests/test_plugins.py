@@ -93,3 +93,51 @@ def test_missing_plugin_is_a_one_line_error(capsys):
     err = capsys.readouterr().err
     assert err.startswith("hashbench: error: cannot import plugin 'no_such_plugin_module'")
     assert err.count("\n") == 1
+
+
+THREAD_SPY = '''
+import numpy as np
+from threadpoolctl import threadpool_info
+from hashbench.method import ClassicHasher
+from hashbench.registry import METHODS
+
+SEEN = []
+
+
+@METHODS.register_module(name="thread_spy")
+class ThreadSpy(ClassicHasher):
+    """Records the BLAS thread counts it runs under."""
+
+    def fit(self, X, Y=None):
+        SEEN.append(("fit", sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})))
+        return self
+
+    def encode(self, X):
+        SEEN.append(("encode", sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})))
+        return np.zeros((len(X), self.n_bits), np.uint8)
+'''
+
+
+def test_blas_threads_limits_classic_fit_and_encode(tmp_path, monkeypatch):
+    from threadpoolctl import threadpool_limits
+
+    (tmp_path / "plugin_thread_spy.py").write_text(THREAD_SPY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    spy = importlib.import_module("plugin_thread_spy")
+    with threadpool_limits(limits=3, user_api="blas"):  # the default the word must override
+        assert main(["run", "methods=thread_spy", "plugins=plugin_thread_spy", f"out={tmp_path / 'a'}",
+                     "blas_threads=1", *TINY]) == 0
+        assert spy.SEEN == [("fit", [1]), ("encode", [1]), ("encode", [1])]
+        spy.SEEN.clear()
+        assert main(["run", "methods=thread_spy", "plugins=plugin_thread_spy", f"out={tmp_path / 'b'}", *TINY]) == 0
+        # without the word the runner leaves the threads alone (a BLAS library loaded after the
+        # outer limit may keep its own count, hence "3 in")
+        assert [step for step, _ in spy.SEEN] == ["fit", "encode", "encode"]
+        assert all(3 in threads for _, threads in spy.SEEN)
+
+
+def test_blas_threads_must_be_a_positive_integer(capsys):
+    assert main(["run", "methods=random", "blas_threads=0"]) == 2
+    assert capsys.readouterr().err == "hashbench: error: blas_threads must be integers in 1..4096; got 0\n"
