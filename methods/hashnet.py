@@ -14,7 +14,9 @@ S1 and S0 are the similar and dissimilar pairs and S = S1 ∪ S0: the weights ba
 classes of pairs, which are very unequal in number. c_ij is the paper's continuous similarity,
 the cosine of the two label vectors (1 for single-label data); it scales similar pairs only — on
 dissimilar pairs the label cosine is 0 and would remove them. ``continuous="none"`` sets c_ij = 1,
-as the authors' released code does.
+as the authors' PyTorch release does. (Their Caffe release, whose COCO and ImageNet prototxts set
+``continous_similarity: true``, weights similar pairs by 4 (l_i . l_j)^2 / (|l_i|_1 |l_j|_1) —
+the squared cosine for multi-hot labels — and dissimilar pairs by 1; hashbench follows the paper.)
 
 Continuation: the released code sets beta = (1 + gamma * t)^power, updated every ``step_size``
 iterations t, with gamma = 0.005, power = 0.5 over 10,000 iterations (beta from 1 to about 7.1).

@@ -5,9 +5,12 @@ Reference: Liu, Wang, Ji, Jiang & Chang, "Supervised Hashing with Kernels", CVPR
 Formula. Pick m anchors ``a_1..a_m`` among the training samples. Kernel features are zero-mean
 Gaussian RBF values
 
-    k(x) = [exp(-||x - a_j||^2 / (2 sigma^2))]_j - kmean,      sigma = mean ||x_i - a_j|| (training),
+    k(x) = [exp(-||x - a_j||^2 / (2 sigma^2))]_j - kmean,      sigma^2 = mean ||x_i - a_j||^2 (training),
 
 with ``kmean`` the training mean of the raw kernel vector; bit k is ``h_k(x) = sgn(k(x)^T a_k)``.
+The bandwidth is the one of the authors' released code, ``sigma = mean(mean(sqdist(X, anchors)))``
+and ``exp(-D / (2 sigma))`` on squared distances D: their "sigma" is the mean *squared*
+sample-to-anchor distance, our sigma^2.
 On l labelled samples (kernel matrix ``Kl`` of shape (l, m)) the pairwise label matrix is
 ``S_ij = +1`` if samples i and j share at least one label, else -1. KSH fits the code inner
 products to it, ``min ||B B^T - K S||_F^2`` with ``B = sgn(Kl A)`` (K = n_bits), greedily: with the
@@ -140,7 +143,7 @@ class KSH(ClassicHasher):
     anchors_ : ndarray of shape (n_anchors_used, n_features)
         The anchors.
     sigma_ : float
-        RBF bandwidth: mean Euclidean distance from training samples to anchors.
+        RBF bandwidth: root mean squared Euclidean distance from training samples to anchors.
     kernel_mean_ : ndarray of shape (n_anchors_used,)
         Training mean of the raw kernel features, subtracted to make them zero-mean.
     labeled_index_ : ndarray of shape (n_labeled_used,)
@@ -203,10 +206,10 @@ class KSH(ClassicHasher):
         total = 0.0
         for b in blocks:
             d2 = _sq_distances(X[b], self.anchors_)
-            total += np.sqrt(d2).sum()
+            total += d2.sum()
             if kept is not None:
                 kept.append(d2)
-        self.sigma_ = float(total / (n * m))
+        self.sigma_ = float(np.sqrt(total / (n * m)))
         if not self.sigma_ > 0:
             raise HashbenchError("KSH: all training samples coincide with the anchors (zero bandwidth)")
         if kept is not None:

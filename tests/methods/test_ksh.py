@@ -2,8 +2,8 @@
 
 Checked, mostly on 4 classes that are unions of 3 Gaussian clusters each (not linearly separable):
 1. The kernel features are the paper's: zero-mean (on the training set) Gaussian RBF values
-   against anchors drawn from the training set, bandwidth sigma = mean sample-to-anchor distance
-   (recomputed with a plain loop).
+   against anchors drawn from the training set, bandwidth sigma^2 = mean squared sample-to-anchor
+   distance, as in the authors' released code (recomputed with a plain loop).
 2. The smoothed objective's gradient is right (finite differences).
 3. Greedy fitting (on 10 one-cluster classes): bit k minimises ``||R_{k-1} - b b^T||_F`` for the
    residue ``R_k = K S - sum_{j<=k} b_j b_j^T``, and here every bit does shrink the residue.
@@ -52,8 +52,8 @@ def test_kernel_features_as_in_the_paper(data, ksh):
     total = 0.0
     for x in Xd:
         for a in ksh.anchors_:
-            total += np.sqrt(np.sum((x - a) ** 2))
-    assert ksh.sigma_ == pytest.approx(total / (len(Xd) * len(ksh.anchors_)), rel=1e-10)
+            total += np.sum((x - a) ** 2)
+    assert ksh.sigma_ ** 2 == pytest.approx(total / (len(Xd) * len(ksh.anchors_)), rel=1e-10)
     features = ksh.kernel_features(Xd)
     np.testing.assert_allclose(features.mean(0), 0.0, atol=1e-12)
     x, a = Xd[3], ksh.anchors_[7]
