@@ -13,8 +13,9 @@ the canonical directions ``w_k`` of the features solve the generalised eigenprob
     Cxy Cyy^-1 Cyx w_k = rho_k^2 Cxx w_k,      w_k^T Cxx w_k = 1,
 
 where rho_k is the k-th canonical correlation. (Computed here as the SVD of
-``Lx^-1 Cxy Ly^-T`` with ``Lx, Ly`` Cholesky factors.) As in the paper, each direction is scaled by
-its correlation, ``V = Xc [rho_1 w_1, ..., rho_K w_K]``, and ITQ's rotation R (see ``itq``) is
+``Lx^-1 Cxy Ly^-T`` with ``Lx, Ly`` Cholesky factors.) As in the paper and the authors' released
+``cca.m`` (reg = 1e-4 there too; its ``r`` is the square root of the eigenvalue, i.e. rho_k), each
+direction is scaled by its correlation, ``V = Xc [rho_1 w_1, ..., rho_K w_K]``, and ITQ's rotation R (see ``itq``) is
 learnt on V. Codes: ``code(x) = 1[(x - mu) [rho_k w_k]_k R > 0]``.
 
 Too many bits. Only ``q = min(d, rank(Yc))`` canonical directions exist (for one-hot labels of C
@@ -22,7 +23,8 @@ classes, rank(Yc) = C - 1). With ``fill="pca"`` (default) the remaining K - q di
 leading principal directions of the residual — the features with the span of the q canonical
 directions projected out — each scaled to the variance rho_q^2 of the weakest canonical dimension
 (so no unsupervised dimension outweighs a supervised one); ITQ then rotates all K together. This
-padding is hashbench's choice, not the paper's; ``n_canonical_`` records q. With ``fill="raise"``
+padding is hashbench's choice, not the paper's (the released code would take eigenvectors of
+correlation ~0, scaled to ~0); ``n_canonical_`` records q. With ``fill="raise"``
 such an ``n_bits`` is refused with a :class:`HashbenchError` naming the limit.
 """
 from __future__ import annotations
