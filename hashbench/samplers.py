@@ -102,17 +102,33 @@ class ReleasedTripletSampler(Dataset):
 
 class EpochKeys(Sampler):
     """Shuffled ``(epoch, index)`` keys, so draws depend on the epoch even inside persistent
-    DataLoader workers (which hold their own copy of the dataset and never see ``set_epoch``)."""
+    DataLoader workers (which hold their own copy of the dataset and never see ``set_epoch``).
 
-    def __init__(self, n: int, generator: torch.Generator):
+    Across ``replicas`` processes (DDP), every process draws the same permutation (same seed) and
+    takes its slice of each global batch of ``batch`` keys, so the processes' batches, gathered in
+    rank order, are the single-process batches; a ragged last global batch is dropped.
+    """
+
+    def __init__(self, n: int, generator: torch.Generator, *, rank: int = 0, replicas: int = 1,
+                 batch: int | None = None):
+        if replicas > 1 and (batch is None or batch % replicas or n < batch):
+            raise HashbenchError(f"EpochKeys: {replicas} processes need a global batch divisible by them "
+                                 f"and at most the {n} items; got {batch}")
         self.n, self.generator, self.epoch = n, generator, 0
+        self.rank, self.replicas, self.batch = rank, replicas, batch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        if self.replicas == 1:
+            return self.n
+        return self.n // self.batch * (self.batch // self.replicas)
 
     def __iter__(self):
         epoch = self.epoch
-        return iter([(epoch, int(k)) for k in torch.randperm(self.n, generator=self.generator)])
+        keys = torch.randperm(self.n, generator=self.generator)
+        if self.replicas > 1:
+            share = self.batch // self.replicas
+            keys = keys[: self.n // self.batch * self.batch].view(-1, self.replicas, share)[:, self.rank].reshape(-1)
+        return iter([(epoch, int(k)) for k in keys])

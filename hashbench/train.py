@@ -322,13 +322,20 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         # Released-code triplets: each item is (anchor, partners...) drawn from the whole split.
         from hashbench.samplers import EpochKeys, ReleasedTripletSampler
 
+        split = ReleasedTripletSampler(split, seed=seed, balance_count=getattr(method, "balance_count", 3000))
         if distributed:
-            raise HashbenchError("sampler=released is single-process for now; use the in-batch sampler "
-                                 "(the default) with launcher=pytorch")
-        split = ReleasedTripletSampler(split, seed=seed)
-        sampler = EpochKeys(len(split), generator)
-        loader = _loader(split, batch, shuffle=False, sampler=sampler, device=device, workers=workers,
-                         drop_last=len(split) >= batch)
+            # every process draws the same key order (same seed) and takes its slice of each
+            # global batch; the loss below sees the gathered global batch
+            if batch % world.world_size or batch > len(split):
+                raise HashbenchError(f"train.batch_size {batch} must be divisible by the {world.world_size} "
+                                     f"processes and at most the {len(split)} released-code items")
+            sampler = EpochKeys(len(split), generator, rank=world.rank, replicas=world.world_size, batch=batch)
+            loader = _loader(split, batch // world.world_size, shuffle=False, sampler=sampler, device=device,
+                             workers=workers, drop_last=True)
+        else:
+            sampler = EpochKeys(len(split), generator)
+            loader = _loader(split, batch, shuffle=False, sampler=sampler, device=device, workers=workers,
+                             drop_last=len(split) >= batch)
         sampler_generator = generator
     elif distributed:
         from torch.utils.data.distributed import DistributedSampler
@@ -400,19 +407,19 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
             with wrapper.optim_context(net):  # autocast for bf16/fp16; nothing for fp32
                 z = net(x)
             codes = method.relax(z.float(), step / max(steps, 1))
-            index = extra[0].to(device, non_blocking=True) if indexed else None
+            # the items' training-set rows (indexed) or their triplets' weights (sampled)
+            item = extra[0].to(device, non_blocking=True) if indexed or sampled else None
             if distributed:
                 # The loss sees the global batch. Every process computes the same loss L; the
                 # gather's backward sums the W processes' (equal) gradients for each local code,
                 # and DDP averages the parameter gradients over W: the two factors cancel, and the
                 # update is one process's update on the global batch (tests/test_distributed.py).
-                codes, y, *rows = world.gather_batch(codes, y, *([index] if indexed else []))
-                index = rows[0] if indexed else None
+                codes, y, *rows = world.gather_batch(codes, y, *([] if item is None else [item]))
+                item = rows[0] if rows else None
             if sampled:
-                w = extra[0].to(device, non_blocking=True)  # the triplets' weights
-                out = method.loss.sampled(codes.view(len(w), 4, -1), w)
+                out = method.loss.sampled(codes.view(len(item), 4, -1), item)
             elif indexed:
-                out = method.loss(codes, y, index=index)
+                out = method.loss(codes, y, index=item)
             else:
                 out = method.loss(codes, y)
             wrapper.update_params(out["loss"])

@@ -19,7 +19,8 @@ loss is the mean over anchors (``reduction="sum"`` sums instead).
 ``sampler="released"`` trains on the released code's triplets instead: per anchor, partners drawn
 from the whole training set at chosen levels, rare labels' anchors repeated
 (:class:`hashbench.samplers.ReleasedTripletSampler`, :meth:`DSRHLoss.sampled`); ``batch_size`` then
-counts anchors (four images each).
+counts anchors (four images each). An anchor whose rarest label has n_c images is repeated
+``floor(balance_count / n_c) + 1`` times per epoch (``balance_count`` = 3000 in the released code).
 
 The same loss with ``weighting="none"`` and ``similarity="binary"`` is the plain triplet ranking
 loss of Lai et al. (CVPR 2015): the ``triplet`` baseline is a config of this loss, not new code.
@@ -156,10 +157,12 @@ class DSRH(DeepMethod):
     def __init__(self, n_bits: int, *, margin: float | None = None, alpha: float = 1.0, weighting: str = "ndcg",
                  normalize: str = "idcg", similarity: str = "graded", reduction: str = "mean",
                  relaxation: str = "sigmoid", bypass: bool = True, lr_mult: dict | None = None,
-                 head_lr_drop: float | None = 0.5, sampler: str = "in_batch"):
+                 head_lr_drop: float | None = 0.5, sampler: str = "in_batch", balance_count: int = 3000):
         if sampler not in SAMPLERS:
             raise HashbenchError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
-        self.sampler = sampler
+        if isinstance(balance_count, bool) or not isinstance(balance_count, int) or balance_count < 1:
+            raise HashbenchError(f"balance_count must be an integer >= 1; got {balance_count!r}")
+        self.sampler, self.balance_count = sampler, balance_count
         super().__init__(
             n_bits,
             loss=DSRHLoss(margin=5.0 * n_bits / 64 if margin is None else margin, alpha=alpha,

@@ -33,17 +33,17 @@ def _data(cache_dir):
     return build(DATASETS, dict(type="multidigits", n_train=64, n_query=16, n_database=32, cache_dir=str(cache_dir)))
 
 
-def _model(name: str = "dsrh"):
+def _model(name: str = "dsrh", params: dict | None = None):
     from hashbench.model import DeepHasher
     from hashbench.registry import BACKBONES, METHODS, build
 
     torch.manual_seed(0)
-    method = build(METHODS, dict(type=name), n_bits=BITS)
+    method = build(METHODS, dict(type=name, **(params or {})), n_bits=BITS)
     model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_convnext")), BITS, bypass=method.bypass)
     return method, model
 
 
-def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str) -> None:
+def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str, params: dict, cfg: dict) -> None:
     from hashbench.train import train_deep
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
@@ -52,8 +52,8 @@ def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str) -> No
     world = init_distributed("pytorch", device="cpu", timeout_s=60)  # a hung peer fails, not hangs
     try:
         assert (world.rank, world.world_size, world.is_main) == (rank, 2, rank == 0)
-        method, model = _model(name)
-        logs = train_deep(method, model, _data(cache_dir).get("train"), CFG, world.device, seed=0,
+        method, model = _model(name, params)
+        logs = train_deep(method, model, _data(cache_dir).get("train"), cfg, world.device, seed=0,
                           checkpoint=os.path.join(out_dir, "ddp.pt"), world=world)
         torch.save(dict(state=model.state_dict(), logs=logs), os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
@@ -66,12 +66,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", ["dsrh", "dpsh"])  # in-batch triplets; pairs with a bank of the whole training set
-def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name):
+@pytest.mark.parametrize("name,params,batch", [
+    ("dsrh", {}, 64),  # in-batch triplets
+    ("dpsh", {}, 64),  # pairs with a bank of the whole training set
+    # the released code's triplets: 64 items (one per image), two global batches of 32 an epoch, so
+    # each process's share of each batch must be the right one
+    ("dsrh", {"sampler": "released", "balance_count": 1}, 32),
+])
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name, params, batch):
     from hashbench.train import load_checkpoint, train_deep
 
     data = _data(tmp_path)  # generated once here; the workers read the cache
-    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path), name),
+    cfg = dict(CFG, batch_size=batch)
+    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path), name, params, cfg),
                                           nprocs=2, join=False)
     deadline = time.monotonic() + 180
     while not workers.join(timeout=1):  # re-raises a worker's exception
@@ -80,9 +87,9 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name
                 proc.kill()
             pytest.fail("the two training processes did not finish within 180 s")
 
-    method, model = _model(name)
+    method, model = _model(name, params)
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    logs = train_deep(method, model, data.get("train"), CFG, torch.device("cpu"), seed=0)
+    logs = train_deep(method, model, data.get("train"), cfg, torch.device("cpu"), seed=0)
     single = model.state_dict()
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 

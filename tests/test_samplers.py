@@ -64,3 +64,21 @@ def test_no_negative_or_no_label_is_refused():
         ReleasedTripletSampler(split_of([[1, 0], [1, 1], [1, 0]]))
     with pytest.raises(HashbenchError, match="needs labelled training images"):
         ReleasedTripletSampler(split_of([[0, 0], [0, 0]]))
+
+
+def test_epoch_keys_shards_each_global_batch_across_processes():
+    import torch
+
+    from hashbench.samplers import EpochKeys
+
+    n, batch = 23, 8  # 2 full global batches; the ragged last 7 keys are dropped under DDP
+    single = list(EpochKeys(n, torch.Generator().manual_seed(3)))
+    shards = [list(EpochKeys(n, torch.Generator().manual_seed(3), rank=r, replicas=2, batch=batch)) for r in range(2)]
+    assert [len(s) for s in shards] == [8, 8]
+    for step in range(2):  # rank 0's share then rank 1's = the single-process global batch
+        gathered = shards[0][4 * step:4 * step + 4] + shards[1][4 * step:4 * step + 4]
+        assert gathered == single[batch * step:batch * (step + 1)]
+    with pytest.raises(HashbenchError, match="divisible"):
+        EpochKeys(n, torch.Generator(), rank=0, replicas=3, batch=8)
+    with pytest.raises(HashbenchError, match="at most the 23 items"):
+        EpochKeys(n, torch.Generator(), rank=0, replicas=2, batch=24)
