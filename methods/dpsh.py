@@ -23,7 +23,9 @@ and eta = 10 balances the quantisation term against that sum over the whole trai
   the paper's gradient above divided by n (the factor 2: u_i enters both theta_ij and theta_ji).
   Dividing by n only rescales the loss (public implementations divide so too). Needs the indices
   of the batch in the training set (``needs_index``; ``hashbench.train`` supplies them, and under
-  DDP gathers them with the global batch, so every process keeps the same bank).
+  DDP gathers them with the global batch, so every process keeps the same bank). A row is as old
+  as the last time its sample was in a batch (up to an epoch): with a backbone trained from
+  scratch that lag costs accuracy (README, "Does DSRH beat the others").
 - ``pairs="batch"``: only the pairs of the mini-batch (every ordered pair i != j). The loss of
   anchor i is sum_{j != i} [softplus(theta_ij) - s_ij theta_ij] + eta ||b_i - u_i||^2, so the sum
   over anchors is the paper's objective restricted to the batch. With eta = 10 the quantisation
