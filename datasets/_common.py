@@ -47,6 +47,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from hashbench.errors import HashbenchError
+from hashbench.results import atomic_write
 
 from .base import SPLITS, HashingDataset, cache_root
 
@@ -73,10 +74,7 @@ def sha256_file(path: Path) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def missing_file_error(dataset: str, what: str, expected: Path, hint: str = "") -> HashbenchError:

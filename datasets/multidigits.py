@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ import numpy as np
 from hashbench.datasets.base import ArraySplit, HashingDataset, cache_root
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
+from hashbench.results import atomic_write
 
 GENERATOR_VERSION = 1  # bump when the drawing code changes, so stale caches are not reused
 
@@ -131,10 +131,8 @@ class MultiDigits(HashingDataset):
             with np.load(self.cache_path) as f:
                 return {k: f[k] for k in f.files}
         arrays = generate(**self.params)
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, self.cache_path)  # atomic: a concurrent reader never sees half a file
+        # atomic, under a unique temporary name: concurrent generators (DDP processes) do not collide
+        atomic_write(self.cache_path, lambda tmp: np.savez_compressed(tmp, **arrays))
         return arrays
 
     def split(self, name: str) -> ArraySplit:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from hashbench.datasets.base import cache_root
+from hashbench.results import atomic_write, atomic_write_text
 
 FEATURE_VERSION = 1  # bump when extract_features changes what it computes
 
@@ -72,16 +72,6 @@ def feature_key(backbone_cfg: dict, weights: str, transform: dict, split_key: st
                 bypass=bool(bypass))
     text = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), what
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_dir=None, batch_size: int = 256,
@@ -136,9 +126,9 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
     feats = train.extract_features(backbone, split, device, batch_size, bypass=bypass)
     seconds = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda f: np.save(f, feats))
+    atomic_write(path, lambda tmp: np.save(tmp, feats))  # tmp ends with .npy: saved as named
     manifest = dict(key=key, **what, shape=list(feats.shape), dtype=str(feats.dtype), device=str(device),
                     extract_seconds=round(seconds, 3), torch=torch.__version__,
                     created=time.strftime("%Y-%m-%dT%H:%M:%S"))
-    _atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(manifest, indent=1, default=str).encode()))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(manifest, indent=1, default=str))
     return feats

@@ -140,9 +140,14 @@ def atomic_append_line(path: Path, obj: dict) -> None:
 
 def atomic_write(path: Path, write) -> None:
     """Create ``path`` through ``write(tmp_path)`` on a temporary file in the same folder, fsync,
-    then rename over ``path``: readers see the old file or the whole new one, never a part."""
+    then rename over ``path``: readers see the old file or the whole new one, never a part.
+
+    The temporary name is unique (concurrent writers of one path, e.g. DDP processes filling a
+    cache, do not collide) and ends with ``path``'s suffix, for writers that go by it.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
     os.close(fd)
     try:
         write(tmp)

@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from hashbench.errors import HashbenchError
+from hashbench.results import atomic_write
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 CHECKPOINT_FORMAT = "hashbench-train-1"
@@ -232,14 +233,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
 
     A reader (or a run killed mid-write) sees the previous checkpoint or the new one, never half.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +79,34 @@ def test_config_hash_is_sha256_of_the_canonical_code_config():
 
 
 # ------------------------------------------------------------------------------ atomic records
+def test_concurrent_writers_of_one_file_do_not_collide(tmp_path):
+    """Two DDP processes filling the same cache file at once: each writes its own temporary file
+    (a shared temporary name made one process's rename fail), and the reader sees a whole file."""
+    import threading
+
+    from hashbench.results import atomic_write
+
+    path, both_writing, errors = tmp_path / "cache.npz", threading.Barrier(2), []
+
+    def writer(text):
+        def write(tmp):
+            assert tmp.endswith(".npz")  # the target's suffix, for writers that go by it
+            Path(tmp).write_text(text)
+            both_writing.wait(timeout=10)  # both temporary files exist before either is renamed
+        try:
+            atomic_write(path, write)
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("first", "second")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and path.read_text() in ("first", "second")
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.npz"]
+
+
 def test_append_is_one_write_and_survives_a_torn_last_line(tmp_path, monkeypatch, caplog):
     path = tmp_path / "results.jsonl"
     rec = dict(method="a", dataset="d", bits=8, seed=0, metrics={"map": 0.5}, train_log=[{"x": "y" * 20000}])
@@ -126,7 +155,7 @@ def test_codes_round_trip_with_manifest(tmp_path):
         assert np.array_equal(back[name], want)
     assert json.loads((tmp_path / "codes" / "abc-13-3.json").read_text())["sha256"] == \
         hashlib.sha256((tmp_path / "codes" / "abc-13-3.npz").read_bytes()).hexdigest()
-    assert not list((tmp_path / "codes").glob("*.tmp"))
+    assert not list((tmp_path / "codes").glob(".*tmp*"))
 
 
 # ------------------------------------------------------------------------------ skip and force

@@ -64,3 +64,35 @@ def test_bad_parameters_are_refused(tmp_path):
         make(tmp_path, max_digits=5)
     with pytest.raises(HashbenchError, match="has no parameter 'n_trian'; valid: n_train"):
         make(tmp_path, n_trian=3)
+
+
+def test_processes_generating_the_same_cache_at_once_both_succeed(tmp_path, monkeypatch):
+    """Under torchrun every process builds the dataset; on a fresh cache they all generate it and
+    write the same file (a shared temporary name once made all but one fail)."""
+    import threading
+
+    both_written = threading.Barrier(2)
+    savez = np.savez_compressed
+
+    def savez_then_wait(file, **arrays):
+        savez(file, **arrays)
+        both_written.wait(timeout=30)  # neither renames before the other has written
+
+    monkeypatch.setattr(np, "savez_compressed", savez_then_wait)
+    built, errors = [], []
+
+    def build_one():
+        try:
+            built.append(make(tmp_path))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    threads = [threading.Thread(target=build_one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(built) == 2
+    assert [p.name for p in tmp_path.iterdir()] == [built[0].cache_path.name]  # no temporary file left
+    monkeypatch.undo()
+    assert np.array_equal(make(tmp_path).get("train").labels, built[0].get("train").labels)
