@@ -112,8 +112,8 @@ class EpochKeys(Sampler):
     def __init__(self, n: int, generator: torch.Generator, *, rank: int = 0, replicas: int = 1,
                  batch: int | None = None):
         if replicas > 1 and (batch is None or batch % replicas or n < batch):
-            raise HashbenchError(f"EpochKeys: {replicas} processes need a global batch divisible by them "
-                                 f"and at most the {n} items; got {batch}")
+            raise HashbenchError(f"train.batch_size {batch} must be divisible by the {replicas} processes "
+                                 f"and at most the {n} released-code items")
         self.n, self.generator, self.epoch = n, generator, 0
         self.rank, self.replicas, self.batch = rank, replicas, batch
 

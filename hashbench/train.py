@@ -320,9 +320,6 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         if distributed:
             # every process draws the same key order (same seed) and takes its slice of each
             # global batch; the loss below sees the gathered global batch
-            if batch % world.world_size or batch > len(split):
-                raise HashbenchError(f"train.batch_size {batch} must be divisible by the {world.world_size} "
-                                     f"processes and at most the {len(split)} released-code items")
             sampler = EpochKeys(len(split), generator, rank=world.rank, replicas=world.world_size, batch=batch)
             loader = _loader(split, batch // world.world_size, shuffle=False, sampler=sampler, device=device,
                              workers=workers, drop_last=True)

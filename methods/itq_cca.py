@@ -14,9 +14,9 @@ the canonical directions ``w_k`` of the features solve the generalised eigenprob
 
 where rho_k is the k-th canonical correlation. (Computed here as the SVD of
 ``Lx^-1 Cxy Ly^-T`` with ``Lx, Ly`` Cholesky factors.) As in the paper and the authors' released
-``cca.m`` (reg = 1e-4 there too; its ``r`` is the square root of the eigenvalue, i.e. rho_k), each
-direction is scaled by its correlation, ``V = Xc [rho_1 w_1, ..., rho_K w_K]``, and ITQ's rotation R (see ``itq``) is
-learnt on V. Codes: ``code(x) = 1[(x - mu) [rho_k w_k]_k R > 0]``.
+``cca.m`` (reg = 1e-4 there too; its ``r`` is the square root of the eigenvalue, i.e. rho_k),
+each direction is scaled by its correlation, ``V = Xc [rho_1 w_1, ..., rho_K w_K]``, and ITQ's
+rotation R (see ``itq``) is learnt on V. Codes: ``code(x) = 1[(x - mu) [rho_k w_k]_k R > 0]``.
 
 Too many bits. Only ``q = min(d, rank(Yc))`` canonical directions exist (for one-hot labels of C
 classes, rank(Yc) = C - 1). With ``fill="pca"`` (default) the remaining K - q dimensions are the

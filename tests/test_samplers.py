@@ -80,5 +80,5 @@ def test_epoch_keys_shards_each_global_batch_across_processes():
         assert gathered == single[batch * step:batch * (step + 1)]
     with pytest.raises(HashbenchError, match="divisible"):
         EpochKeys(n, torch.Generator(), rank=0, replicas=3, batch=8)
-    with pytest.raises(HashbenchError, match="at most the 23 items"):
+    with pytest.raises(HashbenchError, match="at most the 23 released-code items"):
         EpochKeys(n, torch.Generator(), rank=0, replicas=2, batch=24)
