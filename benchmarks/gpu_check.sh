@@ -42,6 +42,9 @@ step run-fp32 hashbench run methods=dsrh device=cuda "out=$LOG_DIR/run_fp32"
 step run-bf16 hashbench run methods=dsrh device=cuda train.precision=bf16 "out=$LOG_DIR/run_bf16"
 step run-torchrun-nccl torchrun --standalone --nproc-per-node=1 -m hashbench.cli run methods=dsrh bits=32 \
     device=cuda launcher=pytorch "out=$LOG_DIR/run_nccl"
+# DPSH's bank and the released-code sampler through the launcher on CUDA (a few epochs: the path, not scores)
+step run-torchrun-dpsh-released torchrun --standalone --nproc-per-node=1 -m hashbench.cli run \
+    methods=dpsh,dsrh_released bits=32 epochs=3 device=cuda launcher=pytorch "out=$LOG_DIR/run_nccl_more"
 step feature_cache python benchmarks/feature_cache.py --device cuda
 echo "gpu_check: $failed failed step(s); log in $LOG" | tee -a "$LOG"
 exit "$failed"
