@@ -141,3 +141,13 @@ def make_nuswide(root: Path, n: int = 150, *, unlabelled=(4, 40), rare_only=(13,
 def nuswide_tree(tmp_path):
     root = tmp_path / "nuswide-data"
     return root, make_nuswide(root)
+
+
+def make_features_npz(path: Path, sizes: dict, dim: int, classes: int, p_label: float) -> None:
+    """The ``features`` layout as one .npz: ``{split}_features`` (n, dim) and multi-hot ``{split}_labels``."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in sizes.items():
+        arrays[f"{split}_features"] = rng.standard_normal((n, dim)).astype(np.float32)
+        arrays[f"{split}_labels"] = (rng.random((n, classes)) < p_label).astype(np.uint8)
+    np.savez(path, **arrays)

@@ -1,10 +1,9 @@
 """Every real dataset name runs through `hashbench run` and `hashbench data verify` on a small tree."""
 import json
 
-import numpy as np
 import pytest
 
-from dataset_trees import make_mirflickr, make_nuswide, write_jpeg, write_lines
+from dataset_trees import make_features_npz, make_mirflickr, make_nuswide, write_jpeg, write_lines
 from hashbench.cli import main
 
 COMMON = ["bits=8", "epochs=1", "dataset.image_size=32", "dataset.n_val=0"]
@@ -45,12 +44,7 @@ def test_listfile_and_features(tmp_path):
     write_lines(root / "database.txt", rows[:20])
     assert run(tmp_path, "dataset=listfile", f"data_root={root}", "methods=pcah")[0]["dataset"] == "listfile"
 
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 40), ("query", 10), ("database", 30)):
-        arrays[f"{split}_features"] = rng.standard_normal((n, 12)).astype(np.float32)
-        arrays[f"{split}_labels"] = (rng.random((n, 4)) < 0.4).astype(np.uint8)
-    np.savez(tmp_path / "f.npz", **arrays)
+    make_features_npz(tmp_path / "f.npz", dict(train=40, query=10, database=30), dim=12, classes=4, p_label=0.4)
     out = tmp_path / "fout"
     assert main(["run", f"out={out}", "bits=8", "dataset=features", f"data_root={tmp_path / 'f.npz'}",
                  "methods=itq"]) == 0
@@ -74,12 +68,7 @@ def test_wrong_data_root_is_one_line(tmp_path, capsys):
 
 
 def test_deep_method_on_features_is_refused_in_one_line(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in (("train", 20), ("query", 5), ("database", 10)):
-        arrays[f"{split}_features"] = rng.standard_normal((n, 6)).astype(np.float32)
-        arrays[f"{split}_labels"] = (rng.random((n, 3)) < 0.5).astype(np.uint8)
-    np.savez(tmp_path / "f.npz", **arrays)
+    make_features_npz(tmp_path / "f.npz", dict(train=20, query=5, database=10), dim=6, classes=3, p_label=0.5)
     assert main(["run", f"out={tmp_path / 'o'}", "bits=8", "dataset=features", f"data_root={tmp_path / 'f.npz'}",
                  "methods=dsrh"]) == 2
     err = capsys.readouterr().err
