@@ -125,7 +125,6 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
     t0 = time.perf_counter()
     feats = train.extract_features(backbone, split, device, batch_size, bypass=bypass)
     seconds = time.perf_counter() - t0
-    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: np.save(tmp, feats))  # tmp ends with .npy: saved as named
     manifest = dict(key=key, **what, shape=list(feats.shape), dtype=str(feats.dtype), device=str(device),
                     extract_seconds=round(seconds, 3), torch=torch.__version__,

@@ -24,6 +24,7 @@ merged metric by metric, later values winning (:func:`latest`): that is what tab
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -58,7 +59,7 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
-def _is_classic(method_block: dict) -> tuple[bool, bool]:
+def method_kind(method_block: dict) -> tuple[bool, bool]:
     """(is a ClassicHasher, needs features) for a method block, looked up in the registry."""
     from hashbench.method import ClassicHasher
     from hashbench.registry import METHODS, lookup
@@ -73,7 +74,7 @@ def _is_classic(method_block: dict) -> tuple[bool, bool]:
 def code_config(mcfg: dict) -> dict:
     """The parts of a resolved per-method config (:func:`hashbench.config.method_config`) that
     determine the codes (see the module docstring)."""
-    classic, needs_features = _is_classic(mcfg["method"])
+    classic, needs_features = method_kind(mcfg["method"])
     if not classic:
         keys = ("method", "backbone", "train", "dataset")
     elif needs_features:
@@ -287,19 +288,17 @@ class ResultStore:
             raise HashbenchError(f"codes of shapes {q.shape} and {d.shape} do not have {bits} bits")
         ql, dl = np.asarray(query_labels), np.asarray(database_labels)
         path = self.codes_path(chash, bits, seed)
-
-        def write(tmp):
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, query=np.packbits(q, axis=1), database=np.packbits(d, axis=1),
-                                    query_labels=ql, database_labels=dl)
-
-        atomic_write(path, write)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, query=np.packbits(q, axis=1), database=np.packbits(d, axis=1),
+                            query_labels=ql, database_labels=dl)
+        data = buf.getvalue()
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
         manifest = dict(
             format=CODES_FORMAT, file=path.name, **{**info, "bits": bits, "seed": seed}, bit_order=BIT_ORDER,
             packing="np.packbits(codes, axis=1)",
             shapes=dict(query=list(q.shape), database=list(d.shape), query_labels=list(ql.shape),
                         database_labels=list(dl.shape)),
-            label_dtype=str(ql.dtype), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+            label_dtype=str(ql.dtype), sha256=hashlib.sha256(data).hexdigest())
         atomic_write_text(self.manifest_path(chash, bits, seed), json.dumps(manifest, indent=1) + "\n")
         return manifest
 

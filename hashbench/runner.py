@@ -39,7 +39,7 @@ from hashbench.metrics import conventions, evaluate, parse_metric
 from hashbench.model import DeepHasher
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
-                               run_key, stem)
+                               method_kind, run_key, stem)
 from hashbench.tables import render
 from hashbench.train import Progress, duration, encode_deep, seed_everything, train_deep
 
@@ -136,6 +136,10 @@ class Job:
     @property
     def conventions(self) -> tuple:
         return tuple(str(self.mcfg["eval"][k]) for k in CONVENTION_KEYS)
+
+    @property
+    def deep(self) -> bool:
+        return not method_kind(self.mcfg["method"])[0]
 
 
 def _shown(record: dict, metrics: list[str]) -> str:
@@ -249,7 +253,7 @@ class Runner:
                 self.say(f"  {job.label}: done (run {prev.get('run_id')}), skipped: {_shown(prev, tables)}")
                 continue
             t = time.perf_counter()
-            if not self.world.is_main and not (todo[job.key] == "train" and self._is_deep(job)):
+            if not self.world.is_main and not (todo[job.key] == "train" and job.deep):
                 self.world.barrier()  # classic fits and re-scoring are the main process's alone
                 continue
             if todo[job.key] == "rescore":
@@ -257,7 +261,7 @@ class Runner:
                 record = self.rescore(job)
             else:
                 if self.world.is_main:
-                    progress.start(i, job.label, "training" if self._is_deep(job) else "fitting")
+                    progress.start(i, job.label, "training" if job.deep else "fitting")
                 record = self.run_one(job.name, job.mcfg, job.bits, job.seed)
             self.world.barrier()
             if not self.world.is_main:
@@ -285,14 +289,6 @@ class Runner:
 
     def tables(self, records: list[dict], fmt: str = "markdown") -> str:
         return render(records, self.cfg["eval"]["tables"], fmt=fmt)
-
-    @staticmethod
-    def _is_deep(job: Job) -> bool:
-        from hashbench.registry import lookup
-
-        target = job.mcfg["method"].get("type")
-        cls = lookup(METHODS, target) if isinstance(target, str) else target
-        return not (isinstance(cls, type) and issubclass(cls, ClassicHasher))
 
     # ------------------------------------------------------------------------------------------
     def run_one(self, name: str, mcfg: dict, bits: int, seed: int) -> dict:
@@ -341,7 +337,7 @@ class Runner:
                     run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self.store.save_codes(base, q, d, ql, dl)  # before scoring: an interrupted evaluation costs no training
         ev = mcfg["eval"]
-        scores, info, eval_s = _score(q, d, ql, dl, ev, ev["metrics"], f"{name} {bits} bits seed {seed}")
+        scores, info, eval_s = _score(q, d, ql, dl, ev, ev["metrics"], label)
         return dict(base, metrics=scores, eval=eval_settings(ev), eval_seconds=eval_s, eval_info=info)
 
     def rescore(self, job: Job) -> dict:

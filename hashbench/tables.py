@@ -162,15 +162,19 @@ def table_metrics(records: list[dict]) -> list[str]:
     return out or list(DEFAULT_TABLES)
 
 
+def _stored(records: list[dict]) -> list[str]:
+    return list(dict.fromkeys(m for r in records for m in r["metrics"]))
+
+
 def present(records: list[dict], metrics: list[str]) -> list[str]:
     """The default metrics some record of a section has; all its metrics when it has none of them."""
-    have = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    have = _stored(records)
     return [m for m in metrics if m in have] or have
 
 
 def check_metrics(records: list[dict], metrics: list[str]) -> None:
     """Refuse a metric no record has, naming those that exist."""
-    have = list(dict.fromkeys(m for r in records for m in r["metrics"]))
+    have = _stored(records)
     for m in metrics:
         if m not in have:
             raise HashbenchError(f"no stored result has metric {m!r}; stored: {', '.join(suggest(m, have))} "

@@ -317,16 +317,13 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         from hashbench.samplers import EpochKeys, ReleasedTripletSampler
 
         split = ReleasedTripletSampler(split, seed=seed, balance_count=getattr(method, "balance_count", 3000))
-        if distributed:
-            # every process draws the same key order (same seed) and takes its slice of each
-            # global batch; the loss below sees the gathered global batch
-            sampler = EpochKeys(len(split), generator, rank=world.rank, replicas=world.world_size, batch=batch)
-            loader = _loader(split, batch // world.world_size, shuffle=False, sampler=sampler, device=device,
-                             workers=workers, drop_last=True)
-        else:
-            sampler = EpochKeys(len(split), generator)
-            loader = _loader(split, batch, shuffle=False, sampler=sampler, device=device, workers=workers,
-                             drop_last=len(split) >= batch)
+        # distributed: every process draws the same key order (same seed) and takes its slice of
+        # each global batch; the loss below sees the gathered global batch
+        replicas = world.world_size if distributed else 1
+        sampler = EpochKeys(len(split), generator, rank=world.rank if distributed else 0, replicas=replicas,
+                            batch=batch)
+        loader = _loader(split, batch // replicas, shuffle=False, sampler=sampler, device=device, workers=workers,
+                         drop_last=distributed or len(split) >= batch)
         sampler_generator = generator
     elif distributed:
         from torch.utils.data.distributed import DistributedSampler
