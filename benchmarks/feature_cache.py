@@ -7,7 +7,7 @@ i.e. with the cache, a sweep costs about one backbone pass instead of 24.
 In one run, on ``multidigits`` with its default sizes (3,000 train / 500 query / 3,000
 database canvases) and an untrained timm ``resnet18`` (seed 0):
 
-1. *extraction pass*: :func:`hashbench.train.extract_features` over the three splits;
+1. *extraction pass*: :func:`hashbench.encode.extract_features` over the three splits;
 2. *cache fill*: :func:`hashbench.feature_cache.cached_features` on an empty cache (the pass
    above plus weight hashing and writing the files) — paid once per (data, backbone, weights);
 3. *sweep on cached features*, as one ``hashbench run methods=... bits=16,32,48,64
@@ -48,7 +48,8 @@ def main(argv=None):
 
     from hashbench.feature_cache import cached_features
     from hashbench.registry import BACKBONES, DATASETS, METHODS as METHOD_REGISTRY, build, entries
-    from hashbench.train import extract_features, resolve_device, seed_everything
+    from hashbench.device import resolve_device, seed_everything
+    from hashbench.encode import extract_features
 
     device = resolve_device(args.device)
     entries(METHOD_REGISTRY)  # imports the method modules once, as a run does before its first fit

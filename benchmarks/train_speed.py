@@ -135,7 +135,7 @@ def main(argv=None):
     p.add_argument("--loss-only", action="store_true", help="time only the DSRH loss, forward + backward")
     args = p.parse_args(argv)
 
-    from hashbench.train import resolve_device
+    from hashbench.device import resolve_device
 
     device = resolve_device(args.device)
     if args.precision != "fp32" and device.type != "cuda":

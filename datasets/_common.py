@@ -47,7 +47,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from hashbench.errors import HashbenchError
-from hashbench.results import atomic_write
+from hashbench.atomic import atomic_write
 
 from .base import SPLITS, HashingDataset, cache_root
 

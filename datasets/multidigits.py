@@ -23,7 +23,7 @@ import numpy as np
 from hashbench.datasets.base import ArraySplit, HashingDataset, cache_root
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
-from hashbench.results import atomic_write
+from hashbench.atomic import atomic_write
 
 GENERATOR_VERSION = 1  # bump when the drawing code changes, so stale caches are not reused
 

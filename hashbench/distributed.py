@@ -70,25 +70,43 @@ class World:
         if self.distributed:
             torch.distributed.barrier()
 
-    def gather_batch(self, codes: torch.Tensor, labels: torch.Tensor, *others: torch.Tensor) -> tuple:
-        """The global batch: every process's ``codes`` (b, K), ``labels`` (b, C) and ``others``
-        (e.g. the items' training-set rows, (b,)), in rank order.
+    def gather_batch(self, codes: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor, tuples=None) -> tuple:
+        """The global batch: every process's ``codes`` (b, K), ``labels`` (b, C), training-set rows
+        ``indices`` (b,) and explicit ``tuples`` (or None), in rank order.
 
         Returns (W*b, K) codes — differentiable: the gradient of each process's rows flows back
         to that process (summed over the processes that computed a loss on them) — then the (W*b, ...)
-        labels and others. Every process must pass the same shapes (the trainer drops ragged last batches).
+        labels and rows, and the tuples of every process with their rows shifted to the global
+        batch. Every process must pass the same batch size (the trainer drops ragged last
+        batches); tuple counts may differ.
         """
         if not self.distributed:
-            return (codes, labels, *others)
+            return codes, labels, indices, tuples
         from torch.distributed.nn.functional import all_gather
 
         codes = torch.cat(all_gather(codes.contiguous()), dim=0)
-        rest = []
-        for t in (labels, *others):
-            gathered = [torch.empty_like(t) for _ in range(self.world_size)]
-            torch.distributed.all_gather(gathered, t.contiguous())
-            rest.append(torch.cat(gathered, dim=0))
-        return (codes, *rest)
+        labels, indices = (self._gather(t) for t in (labels, indices))
+        if tuples is not None:
+            tuples = self._gather_tuples(tuples, len(codes) // self.world_size)
+        return codes, labels, indices, tuples
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        gathered = [torch.empty_like(t) for _ in range(self.world_size)]
+        torch.distributed.all_gather(gathered, t.contiguous())
+        return torch.cat(gathered, dim=0)
+
+    def _gather_tuples(self, tuples, local: int):
+        from hashbench.sampling import Tuples
+
+        count = torch.tensor([len(tuples)], device=tuples.index.device)
+        counts = self._gather(count).tolist()  # once per step: a few bytes
+        most = max(counts)
+        pad = most - len(tuples)
+        index = torch.cat([tuples.index, tuples.index.new_zeros(pad, 3)]) + self.rank * local
+        weight = torch.cat([tuples.weight, tuples.weight.new_zeros(pad)])
+        index, weight = self._gather(index), self._gather(weight)
+        keep = torch.cat([torch.arange(n, device=index.device) + r * most for r, n in enumerate(counts)])
+        return Tuples(index[keep], weight[keep])
 
     def all_gather_object(self, obj) -> list:
         """``obj`` of every process, in rank order (picklable objects; once per epoch, not per step)."""
@@ -112,7 +130,7 @@ def init_distributed(launcher: str, device: str = "auto", *, timeout_s: float = 
     ``cuda:LOCAL_RANK`` and NCCL, otherwise the CPU and gloo. Calling it again in a process that
     has already joined a group returns that group's world.
     """
-    from hashbench.train import resolve_device
+    from hashbench.device import resolve_device
 
     if launcher not in LAUNCHERS:
         raise HashbenchError(f"unknown launcher {launcher!r}; valid: {', '.join(LAUNCHERS)}")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from hashbench.datasets.base import cache_root
-from hashbench.results import atomic_write, atomic_write_text
+from hashbench.atomic import atomic_write, atomic_write_text
 
 FEATURE_VERSION = 1  # bump when extract_features changes what it computes
 
@@ -98,14 +98,14 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
         :func:`weights_fingerprint` of ``backbone``, when the caller has it already (several
         splits of one backbone: hashing a ResNet-50's weights once instead of per split).
     bypass : bool
-        Append the lower-stage feature (final ⊕ lower), as :func:`hashbench.train.extract_features`.
+        Append the lower-stage feature (final ⊕ lower), as :func:`hashbench.encode.extract_features`.
 
     Returns
     -------
     ndarray of shape (n, D), float32
-        The same values a fresh :func:`hashbench.train.extract_features` pass gives.
+        The same values a fresh :func:`hashbench.encode.extract_features` pass gives.
     """
-    from hashbench import train
+    from hashbench import encode
     from hashbench.registry import BACKBONES, build
 
     if backbone is None:
@@ -123,7 +123,7 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
             pass  # unreadable: extract again and overwrite
     device = torch.device(device)
     t0 = time.perf_counter()
-    feats = train.extract_features(backbone, split, device, batch_size, bypass=bypass)
+    feats = encode.extract_features(backbone, split, device, batch_size, bypass=bypass)
     seconds = time.perf_counter() - t0
     atomic_write(path, lambda tmp: np.save(tmp, feats))  # tmp ends with .npy: saved as named
     manifest = dict(key=key, **what, shape=list(feats.shape), dtype=str(feats.dtype), device=str(device),

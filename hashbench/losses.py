@@ -1,17 +1,75 @@
-"""Shared pieces of hashing losses, each with one job.
+"""The loss contract, and the shared pieces of hashing losses, each with one job.
 
-A loss in ``methods/`` writes only its paper's formula; these helpers provide what every loss
+Every loss is a :class:`HashLoss` and is called one way::
+
+    loss(codes, labels, indices=None, tuples=None, ref=None) -> dict(loss=<scalar>, <term>=...)
+
+- ``codes`` (B, K): the batch's relaxed codes; ``labels`` (B, C): multi-hot;
+- ``indices`` (B,): the items' rows in the training split (always given by the trainer);
+- ``tuples``: explicit weighted (anchor, closer, farther) triples over the batch rows
+  (:class:`hashbench.sampling.Tuples`), from a method's own sampler;
+- ``ref``: a :class:`Reference` set the batch is compared with instead of itself (a memory bank).
+
+A loss declares the optional inputs it uses in ``takes``; anything else given is refused. The
+returned dict holds the scalar ``loss`` and detached named terms for logging. A loss over the
+whole training set learns its size and labels in :meth:`HashLoss.begin`.
+
+A loss in ``methods/`` writes only its paper's formula; the helpers here provide what every loss
 needs: the relaxed Hamming distance, label similarity (:mod:`hashbench.similarity`), triplet
 enumeration and reduction.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
+from torch import nn
 
 from hashbench.errors import HashbenchError
 from hashbench.registry import SIMILARITIES, lookup
 
 REDUCTIONS = ("mean", "sum")
+OPTIONAL_INPUTS = ("tuples", "ref")
+
+
+class Reference(NamedTuple):
+    """A set the batch is compared with instead of itself, e.g. a memory bank of the training set.
+
+    ``codes`` (M, K), ``labels`` (M, C), ``indices`` (M,): the reference items' training-set rows;
+    a batch item and a reference item with the same row are the same image, never a pair.
+    """
+
+    codes: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+
+class HashLoss(nn.Module):
+    """Base of every hashing loss: one call form (module docstring), optional inputs declared in
+    ``takes``, and :meth:`begin` for losses that need the training set's labels up front."""
+
+    takes: frozenset = frozenset()
+
+    def begin(self, labels: torch.Tensor, n_bits: int) -> None:
+        """Called once before training with every training label (n, C): allocate state here."""
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor | None = None,
+                tuples=None, ref: Reference | None = None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def check_inputs(loss: HashLoss, owner: str, **given) -> None:
+    """Refuse an optional input (``tuples``, ``ref``) that ``loss`` does not declare in ``takes``."""
+    for name, value in given.items():
+        if value is not None and name not in loss.takes:
+            takes = ", ".join(sorted(loss.takes)) or "neither"
+            raise HashbenchError(f"{owner}: its loss {type(loss).__name__} cannot take {name} "
+                                 f"(it takes {takes} of {', '.join(OPTIONAL_INPUTS)})")
+
+
+def self_mask(indices: torch.Tensor, ref_indices: torch.Tensor) -> torch.Tensor:
+    """(B, M) mask, False where batch item i and reference item j are the same training image."""
+    return indices[:, None] != ref_indices[None, :]
 
 
 def relaxed_hamming(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -1,27 +1,45 @@
-"""The two kinds of hashing method, and what the runner expects of each.
+"""The two kinds of hashing method, and everything the trainer and the runner may ask of each.
 
-- :class:`ClassicHasher` — an estimator on fixed features (scikit-learn style):
-  ``fit(X, Y=None)`` learns, ``encode(X)`` returns codes. The runner feeds it features of a
-  frozen backbone (or the dataset's own features).
-- :class:`DeepMethod` — a loss on relaxed codes plus how the hash layer reads the backbone; the
-  shared trainer (:mod:`hashbench.train`) does the rest end to end.
+- :class:`ClassicHasher` — a scikit-learn estimator on fixed features: ``fit(X, Y=None)`` learns,
+  ``encode(X)`` returns codes. The runner feeds it features of a frozen backbone (or the
+  dataset's own features).
+- :class:`DeepMethod` — a loss on relaxed codes plus a few hooks; the shared trainer
+  (:mod:`hashbench.train`) does the rest end to end and calls nothing but these hooks.
+
+Variants of a method (the same class with some arguments filled in) are registered with
+:func:`variant`, the one mechanism for every variant.
 
 Codes returned by any method are ``uint8`` arrays of shape (n, bits) with values in {0, 1}.
 """
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+from typing import Any, Callable
 
 import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
 
 from hashbench.errors import HashbenchError
+from hashbench.params import Flag, Interval, Options, check_params
+
+N_BITS = [Interval(int, 1, 1024)]
+SEED = [Interval(int, 0, 2**32 - 1), None]
 
 
-class ClassicHasher:
-    """Base class of estimator-style hashers.
+# ---------------------------------------------------------------------------------- classic
+class ClassicHasher(BaseEstimator):
+    """Base class of estimator-style hashers (scikit-learn's ``BaseEstimator``: ``get_params``,
+    ``set_params``, ``clone`` and ``repr`` come with it).
 
-    ``__init__`` only stores parameters; ``fit`` sets attributes ending in ``_`` and returns
-    ``self``; ``encode`` checks the hasher is fitted and that the feature count matches.
+    ``__init__`` only stores parameters; ``fit`` checks them against ``_parameter_constraints``
+    (see :mod:`hashbench.params`), sets attributes ending in ``_`` and returns ``self``; ``encode``
+    checks the hasher is fitted and that the feature count matches.
+
+    Class attributes: ``supervised`` (``fit`` needs labels), ``needs_features`` (False for a method
+    that ignores its input, such as ``random``: the runner then extracts nothing).
 
     Parameters
     ----------
@@ -32,6 +50,8 @@ class ClassicHasher:
     """
 
     supervised = False
+    needs_features = True
+    _parameter_constraints: dict = {"n_bits": N_BITS, "random_state": SEED}
 
     def __init__(self, n_bits: int, *, random_state: int | None = None):
         self.n_bits = n_bits
@@ -46,12 +66,17 @@ class ClassicHasher:
         raise NotImplementedError
 
     # -- helpers for subclasses -------------------------------------------------------------
+    def _validate_params(self) -> None:
+        """Check every parameter against the declared constraints (one-line error naming it)."""
+        checked = check_params(type(self).__name__, type(self), self.get_params(deep=False))
+        for name, value in checked.items():
+            setattr(self, name, value)
+
     def _check_fit_input(self, X: np.ndarray, Y: np.ndarray | None = None):
+        self._validate_params()
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
             raise HashbenchError(f"{type(self).__name__}.fit expects X of shape (n, d); got {X.shape}")
-        if not 0 < self.n_bits <= 1024:
-            raise HashbenchError(f"{type(self).__name__}: n_bits must be in 1..1024; got {self.n_bits}")
         if self.supervised and Y is None:
             raise HashbenchError(f"{type(self).__name__} is supervised: fit(X, Y) needs labels Y")
         if Y is not None:
@@ -70,49 +95,62 @@ class ClassicHasher:
                 f"{type(self).__name__}.encode: expected X of shape (n, {self.n_features_in_}); got {X.shape}")
         return X
 
-    def get_params(self) -> dict[str, Any]:
-        import inspect
 
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names if hasattr(self, n)}
+# ---------------------------------------------------------------------------------- deep
+class DeepMethod(nn.Module):
+    """Base class of deep methods: a loss on relaxed codes, how the hash layer reads the backbone,
+    and the hooks the trainer calls — all of them, in this order:
 
+    ===========================================  ===================================================
+    ``batches(split, seed=)``                     how training batches are drawn (a
+                                                  :class:`~hashbench.sampling.BatchSource`; default:
+                                                  shuffled images, each with its row)
+    ``begin(split)``                              once, before training or resuming: allocate state
+                                                  (default: the loss's :meth:`~hashbench.losses.HashLoss.begin`)
+    ``on_epoch_start(epoch, epochs)``             before each epoch (0-based ``epoch``)
+    ``relax(z, progress)``                        each step: pre-activations (B, K) → relaxed codes
+    ``compute_loss(codes, labels, indices,        each step, on the global batch: the loss's dict
+    tuples)``
+    ``on_epoch_end(epoch, epochs)``               after each epoch (e.g. update learned database codes)
+    ``encode(name, split, network)``              after training, for ``query`` and ``database``
+    ===========================================  ===================================================
 
-def sign_bits(values: np.ndarray) -> np.ndarray:
-    """{0,1} codes from real projections: bit = 1 where the value is > 0."""
-    return (np.asarray(values) > 0).astype(np.uint8)
-
-
-class DeepMethod:
-    """Base class of deep methods: a loss on relaxed codes, and how the hash layer is built.
-
-    Subclasses pass their loss (an ``nn.Module`` from ``LOSSES``, or its config dict) and may
-    override :meth:`relax` (e.g. HashNet's continuation) or the optimisation defaults.
+    State kept across steps (a memory bank, class centres, database codes) is this module's own
+    buffers and parameters (its loss's included): moved to the training device, written into
+    every checkpoint and restored on resume. Its parameters are trained with the network; their
+    full names start with ``method.`` (e.g. ``method.loss.centres``) for ``lr_mult`` patterns.
 
     Parameters
     ----------
     n_bits : int
         Code length K.
-    loss : nn.Module or dict
-        Called as ``loss(codes, labels)`` with relaxed codes (B, K) in (-1, 1) and multi-hot labels
-        (B, C); returns a dict with a scalar ``loss`` and named terms for logging.
+    loss : dict or HashLoss
+        A ``LOSSES`` config (``dict(type=NAME, ...)``) or a built loss; called as described in
+        :mod:`hashbench.losses`.
     relaxation : {"sigmoid", "tanh", "identity"}
         How pre-activations z become relaxed codes b: ``2*sigmoid(z) - 1``, ``tanh(z)``, or z itself
         (the real-valued outputs of DPSH, DSH, DTSH, whose losses pull them towards ±1).
     bypass : bool
         Whether the hash layer also reads a lower backbone stage (DSRH's bypass connection).
-    lr_mult : dict
-        Learning-rate multipliers of the parameter groups ``backbone``, ``head``, ``head_lower``,
-        ``head_bias`` (see :meth:`hashbench.model.DeepHasher.param_groups`).
+    lr_mult : dict or None
+        Learning-rate (and weight-decay) multipliers by parameter-name pattern, matched as
+        mmengine's ``custom_keys`` (see :mod:`hashbench.optim`).
     head_lr_drop : float or None
-        Fraction of training after which the hash layer's learning rates drop ×10 (None: never).
+        Fraction of training after which the rates of every parameter outside the backbone (the
+        hash layer, the method's own) drop ×10 (None: never).
     """
 
     RELAXATIONS = ("sigmoid", "tanh", "identity")
+    _parameter_constraints: dict = {
+        "n_bits": N_BITS, "loss": [dict, nn.Module], "relaxation": [Options(*RELAXATIONS)], "bypass": [Flag()],
+        "lr_mult": [dict, None], "head_lr_drop": [Interval(float, 0, 1), None],
+    }
 
     def __init__(self, n_bits: int, *, loss, relaxation: str = "sigmoid", bypass: bool = True,
                  lr_mult: dict | None = None, head_lr_drop: float | None = None):
         from hashbench.registry import LOSSES, build
 
+        super().__init__()
         if relaxation not in self.RELAXATIONS:
             raise HashbenchError(f"unknown relaxation {relaxation!r}; valid: {', '.join(self.RELAXATIONS)}")
         self.n_bits = n_bits
@@ -122,10 +160,89 @@ class DeepMethod:
         self.lr_mult = dict(lr_mult or {})
         self.head_lr_drop = head_lr_drop
 
-    def relax(self, z, progress: float):
-        """Relaxed codes in (-1, 1) from pre-activations ``z`` (B, K); ``progress`` in [0, 1]."""
-        import torch
+    # -- training data ---------------------------------------------------------------------
+    def batches(self, split, *, seed: int):
+        """How training batches are drawn from ``split``: a :class:`~hashbench.sampling.BatchSource`."""
+        from hashbench.sampling import BatchSource
 
+        return BatchSource(split)
+
+    # -- state -------------------------------------------------------------------------------
+    def begin(self, split) -> None:
+        """Once before training (and before a checkpoint's state is loaded into this module)."""
+        self.loss.begin(torch.as_tensor(np.asarray(split.labels), dtype=torch.float32), self.n_bits)
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Before epoch ``epoch`` (0-based) of ``epochs``."""
+
+    def on_epoch_end(self, epoch: int, epochs: int) -> None:
+        """After epoch ``epoch`` (0-based) of ``epochs``, on every process alike."""
+
+    # -- each step ---------------------------------------------------------------------------
+    def relax(self, z: torch.Tensor, progress: float) -> torch.Tensor:
+        """Relaxed codes in (-1, 1) from pre-activations ``z`` (B, K); ``progress`` in [0, 1]."""
         if self.relaxation == "sigmoid":
             return 2 * torch.sigmoid(z) - 1
         return torch.tanh(z) if self.relaxation == "tanh" else z
+
+    def compute_loss(self, codes: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                     tuples=None) -> dict[str, torch.Tensor]:
+        """The loss of one (global) batch: ``dict(loss=<scalar>, <term>=<detached>...)``."""
+        from hashbench.losses import check_inputs
+
+        check_inputs(self.loss, type(self).__name__, tuples=tuples)
+        return self.loss(codes, labels, indices=indices, tuples=tuples)
+
+    # -- after training ----------------------------------------------------------------------
+    def encode(self, name: str, split, network: Callable[[Any], np.ndarray]) -> np.ndarray:
+        """Codes of the ``name`` split (``query``, ``database``): by default the trained network's,
+        ``network(split)`` (uint8 (n, K), bit = 1 where z > 0)."""
+        return network(split)
+
+
+# ---------------------------------------------------------------------------------- variants
+def variant(base: type, **fixed) -> Callable[[Callable], Callable]:
+    """Declare a variant of ``base`` with some arguments fixed, timm-style::
+
+        @METHODS.register_module(name="triplet")
+        @variant(DSRH, weighting="none", similarity="binary")
+        def triplet():
+            \"\"\"Triplet ranking hashing (Lai et al., CVPR 2015): ...\"\"\"
+
+    The registered object is a function that builds ``base`` with ``fixed`` and whatever else it
+    is given; its signature is ``base``'s without the fixed parameters (so configs, ``method.KEY``
+    words and ``hashbench list`` see exactly what can be set), and giving a fixed one is refused.
+    ``__wrapped_class__`` names ``base`` (its kind and parameter constraints).
+    """
+    params = inspect.signature(base).parameters
+    unknown = set(fixed) - set(params)
+    if unknown:
+        raise TypeError(f"variant of {base.__name__}: no parameter {sorted(unknown)[0]!r}")  # our bug
+
+    def wrap(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def build(*args, **kwargs):
+            clash = sorted(set(kwargs) & set(fixed))
+            if clash:
+                raise HashbenchError(f"{fn.__name__} fixes {clash[0]}={fixed[clash[0]]!r} (it is {base.__name__} "
+                                     f"with {', '.join(f'{k}={v!r}' for k, v in fixed.items())}); use "
+                                     f"{base.__name__.lower()} to set it")
+            return base(*args, **fixed, **kwargs)
+
+        build.__signature__ = inspect.Signature([p for n, p in params.items() if n not in fixed])
+        build.__wrapped_class__ = base
+        build.fixed = dict(fixed)
+        del build.__wrapped__  # inspect.signature must not follow functools.wraps to fn
+        return build
+
+    return wrap
+
+
+def method_class(entry) -> type:
+    """The class a registered method builds (a variant's base class, else the entry itself)."""
+    return getattr(entry, "__wrapped_class__", entry)
+
+
+def sign_bits(values: np.ndarray) -> np.ndarray:
+    """{0,1} codes from real projections: bit = 1 where the value is > 0."""
+    return (np.asarray(values) > 0).astype(np.uint8)

@@ -13,7 +13,8 @@ class HashHead(nn.Module):
     """Hash layer ``z = W_f f + W_l l + c``: the final feature f and, with ``bypass``, a lower one l.
 
     The two branches are separate linear maps so that each can have its own learning rate, as in
-    DSRH's released code (fc7 branch, fc6 branch, bias).
+    DSRH's released code (fc7 branch, fc6 branch, bias): their parameters are ``head.final.weight``,
+    ``head.final.bias`` and ``head.lower.weight`` for a method's ``lr_mult`` patterns.
     """
 
     def __init__(self, dims: tuple[int, int], n_bits: int, *, bypass: bool = True, dropout: float = 0.0):
@@ -50,14 +51,3 @@ class DeepHasher(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(*self.backbone(self.normalize(x)))
-
-    def param_groups(self, lr: float, lr_mult: dict[str, float]) -> list[dict]:
-        """Optimizer groups ``backbone``, ``head`` (final-branch weights), ``head_lower``, ``head_bias``."""
-        groups = {
-            "backbone": [p for p in self.backbone.parameters() if p.requires_grad],
-            "head": [self.head.final.weight],
-            "head_lower": [self.head.lower.weight] if self.head.lower is not None else [],
-            "head_bias": [self.head.final.bias],
-        }
-        return [dict(params=ps, lr=lr * lr_mult.get(name, 1.0), name=name)
-                for name, ps in groups.items() if ps]

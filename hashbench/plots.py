@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from hashbench.errors import HashbenchError
-from hashbench.results import CONVENTION_KEYS, ResultStore, atomic_write, atomic_write_text, latest
+from hashbench.atomic import atomic_write, atomic_write_text
+from hashbench.results import CONVENTION_KEYS, ResultStore, latest
 from hashbench.tables import check_metrics, label_variants, present, row_label, section_tags, sections, table_metrics
 
 MISSING = "plotting needs matplotlib, an optional extra: pip install 'hashbench[plot]'"

@@ -60,9 +60,13 @@ def lookup(registry: Registry, name: str) -> Any:
 def build(registry: Registry, cfg: dict | Any, **defaults: Any) -> Any:
     """Build ``cfg['type']`` from ``registry`` with the rest of ``cfg`` as keyword arguments.
 
-    A built object passes through unchanged. Unknown parameters are refused by name, listing the
-    ones the constructor takes, instead of surfacing as a ``TypeError`` deep in a traceback.
+    A built object passes through unchanged. Parameters are checked first against what the
+    constructor declares (:func:`hashbench.params.check_params`): an unknown name or a value of the
+    wrong kind is refused in one line, instead of surfacing as a ``TypeError`` deep in a traceback.
+    ``defaults`` (e.g. ``n_bits``) are passed where the constructor takes them.
     """
+    from hashbench.params import check_params
+
     if not isinstance(cfg, dict):
         return cfg
     cfg = dict(cfg)
@@ -70,15 +74,8 @@ def build(registry: Registry, cfg: dict | Any, **defaults: Any) -> Any:
     if name is None:
         raise HashbenchError(f"a {registry.name} config needs a 'type'; got {cfg}")
     target = lookup(registry, name) if isinstance(name, str) else name
-    kwargs = {**defaults, **cfg}
+    label = f"{registry.name} {name!r}" if isinstance(name, str) else f"{registry.name} {getattr(name, '__name__', name)}"
     params = inspect.signature(target).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    if not takes_any:
-        valid = [p for p, v in params.items() if v.kind is not v.VAR_POSITIONAL]
-        for key in cfg:
-            if key not in params:
-                raise HashbenchError(
-                    f"{registry.name} {name!r} has no parameter {key!r}; valid: "
-                    f"{', '.join(suggest(key, valid))}")
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
-    return target(**kwargs)
+    given = {**{k: v for k, v in defaults.items() if takes_any or k in params}, **cfg}
+    return target(**check_params(label, target, given))

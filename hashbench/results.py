@@ -29,13 +29,13 @@ import json
 import logging
 import os
 import socket
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
+from hashbench.atomic import atomic_append_line, atomic_write, atomic_write_text
 from hashbench.errors import HashbenchError
 
 try:
@@ -49,8 +49,6 @@ RESULTS = "results.jsonl"
 CONVENTION_KEYS = ("ties", "ap_denominator", "no_relevant")  # evaluation settings that change a metric's value
 BIT_ORDER = "big"  # np.packbits' default: bit j of a code is bit 7 - j % 8 of byte j // 8
 CODES_FORMAT = 1
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 # ------------------------------------------------------------------------------ config hash
@@ -61,13 +59,13 @@ def canonical_json(obj: Any) -> str:
 
 def method_kind(method_block: dict) -> tuple[bool, bool]:
     """(is a ClassicHasher, needs features) for a method block, looked up in the registry."""
-    from hashbench.method import ClassicHasher
+    from hashbench.method import ClassicHasher, method_class
     from hashbench.registry import METHODS, lookup
 
     target = method_block.get("type")
-    cls = lookup(METHODS, target) if isinstance(target, str) else target
+    cls = method_class(lookup(METHODS, target) if isinstance(target, str) else target)
     if isinstance(cls, type) and issubclass(cls, ClassicHasher):
-        return True, bool(getattr(cls, "needs_features", True))
+        return True, cls.needs_features
     return False, True
 
 
@@ -113,59 +111,7 @@ def stem(chash: str, bits: int, seed: int) -> str:
     return f"{chash}-{bits}-{seed}"
 
 
-# ------------------------------------------------------------------------------ atomic files
-def atomic_append_line(path: Path, obj: dict) -> None:
-    """Append ``obj`` as one JSON line with a single ``write`` in append mode, then fsync.
-
-    If the file does not end with a newline (a crash cut its last line), the new line starts on a
-    fresh line, so the broken one stays isolated and is skipped (with a warning) when reading.
-    """
-    data = (json.dumps(obj) + "\n").encode()
-    assert b"\n" not in data[:-1]  # json.dumps never writes a raw newline
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        size = os.fstat(fd).st_size
-        if size:
-            with open(path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    data = b"\n" + data
-        view = memoryview(data)
-        while view:  # one write in practice; a short write (disk full, signal) continues with the rest
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Create ``path`` through ``write(tmp_path)`` on a temporary file in the same folder, fsync,
-    then rename over ``path``: readers see the old file or the whole new one, never a part.
-
-    The temporary name is unique (concurrent writers of one path, e.g. DDP processes filling a
-    cache, do not collide) and ends with ``path``'s suffix, for writers that go by it.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; give them the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
+# ------------------------------------------------------------------------------ records
 def read_records(path: Path) -> list[dict]:
     """Every record of a ``results.jsonl``; an unreadable line (a crash while writing) is skipped
     with a warning naming its line number."""

@@ -41,7 +41,10 @@ from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, ResultStore, config_hash, conventions_of, eval_settings, latest,
                                method_kind, run_key, stem)
 from hashbench.tables import render
-from hashbench.train import Progress, duration, encode_deep, seed_everything, train_deep
+from hashbench.device import seed_everything
+from hashbench.encode import encode_deep
+from hashbench.progress import Progress, SweepProgress
+from hashbench.train import train_deep
 
 
 def versions() -> dict[str, str]:
@@ -75,43 +78,6 @@ def _inputs(split) -> np.ndarray:
 
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + f"-{uuid.uuid4().hex[:6]}"  # unique: tables are never overwritten
-
-
-class SweepProgress:
-    """``run 3/12 (dsrh 32 bits seed 0) training … ETA 2m10s`` before each computed run (stdout, next to
-    the one-line summary of each finished run; the training loop's per-epoch lines go to stderr).
-
-    The ETA sums, over the runs still to compute, the mean time of the finished runs of the same
-    kind (method and whether it trains or only re-evaluates), or of all finished runs of that
-    activity when none of its kind has finished yet.
-    """
-
-    def __init__(self, total: int, pending: list[tuple[str, str]], stream=None):
-        self.total, self.stream = total, stream or sys.stdout
-        self.pending = list(pending)  # (kind, activity) of every run still to compute, in order
-        self.times: dict[tuple[str, str], list[float]] = {}
-        self.t0 = time.perf_counter()
-
-    def _estimate(self, kind: tuple[str, str]) -> float | None:
-        if kind in self.times:
-            return float(np.mean(self.times[kind]))
-        same = [t for (_, a), ts in self.times.items() if a == kind[1] for t in ts]
-        return float(np.mean(same)) if same else None
-
-    def eta(self) -> str:
-        estimates = [self._estimate(k) for k in self.pending]
-        if any(e is None for e in estimates):
-            return "ETA after the first run" if not self.times else "ETA unknown"
-        return f"ETA {duration(sum(estimates))}"
-
-    def start(self, index: int, label: str, activity: str) -> None:
-        self.stream.write(f"run {index}/{self.total} ({label}) {activity} … {self.eta()}\n")
-        self.stream.flush()
-
-    def finish(self, kind: tuple[str, str], seconds: float) -> None:
-        self.times.setdefault(kind, []).append(seconds)
-        if kind in self.pending:
-            self.pending.remove(kind)
 
 
 @dataclass
@@ -301,10 +267,10 @@ class Runner:
         t0 = time.perf_counter()
         log = []
         if isinstance(method, DeepMethod):
-            if getattr(self.dataset, "kind", "images") != "images":
+            if self.dataset.kind != "images":
                 raise HashbenchError(f"{name} is a deep method and trains a backbone on images, but dataset "
                                      f"{self.cfg['dataset_name']!r} holds precomputed features; use a classic "
-                                     "method (lsh, pcah, itq, sh, itq_cca, ksh) on it")
+                                     "method on it (hashbench list methods)")
             backbone = build(BACKBONES, mcfg["backbone"])
             model = DeepHasher(backbone, bits, bypass=method.bypass)
             checkpoint = self.store.checkpoint_path(chash, bits, seed)  # resumes an interrupted run
@@ -316,9 +282,10 @@ class Runner:
                 return None
             batch = int(mcfg["train"].get("encode_batch_size", 256))
             precision = mcfg["train"].get("precision", "fp32")
-            q, d = (encode_deep(model, self.splits[s], self.device, batch, precision) for s in ("query", "database"))
+            network = lambda split: encode_deep(model, split, self.device, batch, precision)  # noqa: E731
+            q, d = (method.encode(s, self.splits[s], network) for s in ("query", "database"))
         elif isinstance(method, ClassicHasher):
-            feats = self.features(mcfg, seed) if getattr(method, "needs_features", True) else \
+            feats = self.features(mcfg, seed) if method.needs_features else \
                 {s: np.zeros((len(v), 1), np.float32) for s, v in self.splits.items()}
             # not part of the config hash: threads change speed, not the method
             threads = self.cfg.get("blas_threads")
@@ -354,8 +321,8 @@ class Runner:
     def features(self, mcfg: dict, seed: int) -> dict[str, np.ndarray]:
         """Features for classic methods: the dataset's own, or the frozen backbone's (once per run)."""
         source = mcfg.get("classic", {}).get("features", "backbone")
-        if getattr(self.dataset, "kind", "images") == "features" or source == "pixels":
-            scale = 1.0 if getattr(self.dataset, "kind", "images") == "features" else 1 / 255
+        if self.dataset.kind == "features" or source == "pixels":
+            scale = 1.0 if self.dataset.kind == "features" else 1 / 255
             return {s: _inputs(v).reshape(len(v), -1).astype(np.float32) * scale for s, v in self.splits.items()}
         if source != "backbone":
             raise HashbenchError(f"unknown classic.features {source!r}; valid: backbone, pixels")

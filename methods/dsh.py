@@ -23,15 +23,14 @@ outputs), no bypass, one learning rate for all layers.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from hashbench.losses import not_self, reduce, unit_similarity
+from hashbench.losses import HashLoss, not_self, reduce, unit_similarity
 from hashbench.method import DeepMethod
 from hashbench.registry import LOSSES, METHODS
 
 
 @LOSSES.register_module(name="dsh")
-class DSHLoss(nn.Module):
+class DSHLoss(HashLoss):
     """DSH's contrastive loss on all unique in-batch pairs, plus the alpha * L1 pull towards ±1.
 
     Parameters
@@ -45,7 +44,7 @@ class DSHLoss(nn.Module):
     reduction : {"mean", "sum"}
         Over anchors of the batch.
 
-    Called as ``loss(codes, labels)``: ``codes`` (B, K) real outputs, ``labels`` (B, C) multi-hot.
+    Called as every :class:`~hashbench.losses.HashLoss`; ``codes`` (B, K) are real outputs.
     Returns ``loss`` and the detached terms ``contrastive`` and ``regularizer`` (reduced the same
     way, so ``loss = contrastive + alpha * regularizer``).
     """
@@ -58,7 +57,8 @@ class DSHLoss(nn.Module):
         self.similarity_name = similarity
         self.similarity = unit_similarity(similarity, "dsh")
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor, indices=None, tuples=None, ref=None
+                ) -> dict[str, torch.Tensor]:
         n, k = codes.shape
         margin = 2.0 * k if self.margin is None else self.margin
         s = self.similarity(labels, labels).to(codes.dtype)
@@ -81,6 +81,6 @@ class DSH(DeepMethod):
                  similarity: str = "binary", reduction: str = "mean", relaxation: str = "identity",
                  bypass: bool = False, lr_mult: dict | None = None, head_lr_drop: float | None = None):
         super().__init__(
-            n_bits, loss=DSHLoss(margin=2.0 * n_bits if margin is None else margin, alpha=alpha,
-                                 similarity=similarity, reduction=reduction),
+            n_bits, loss=dict(type="dsh", margin=2.0 * n_bits if margin is None else margin, alpha=alpha,
+                                   similarity=similarity, reduction=reduction),
             relaxation=relaxation, bypass=bypass, lr_mult=lr_mult, head_lr_drop=head_lr_drop)

@@ -17,13 +17,15 @@ hinge and then its gradient mask, so the triplets cost a few passes over B^3 num
 loss is the mean over anchors (``reduction="sum"`` sums instead).
 
 ``sampler="released"`` trains on the released code's triplets instead: per anchor, partners drawn
-from the whole training set at chosen levels, rare labels' anchors repeated
-(:class:`hashbench.samplers.ReleasedTripletSampler`, :meth:`DSRHLoss.sampled`); ``batch_size`` then
-counts anchors (four images each). An anchor whose rarest label has n_c images is repeated
-``floor(balance_count / n_c) + 1`` times per epoch (``balance_count`` = 3000 in the released code).
+from the whole training set at chosen levels, rare labels' anchors repeated (its own batch source,
+:class:`hashbench.methods.dsrh_sampler.ReleasedTriplets`; the loss then takes them as explicit
+weighted tuples); ``batch_size`` then counts anchors (four images each). An anchor whose rarest
+label has n_c images is repeated ``floor(balance_count / n_c) + 1`` times per epoch
+(``balance_count`` = 3000 in the released code).
 
 The same loss with ``weighting="none"`` and ``similarity="binary"`` is the plain triplet ranking
-loss of Lai et al. (CVPR 2015): the ``triplet`` baseline is a config of this loss, not new code.
+loss of Lai et al. (CVPR 2015): the ``triplet`` baseline is a variant of this method, not new code.
+DSRH's ablations are variants too, at the bottom of this file (``dsrh_nobypass``, ...).
 
 Defaults are the paper's / released code's values: margin rho = 5 at K = 64 bits (the released code's
 only setting; hashbench keeps that ratio, rho = 5K/64, so 2.5 at 32 bits — a fixed rho = 5 leaves
@@ -38,11 +40,12 @@ import torch
 from torch import nn
 
 from hashbench.errors import HashbenchError
-from hashbench.losses import balance, not_self, ranked_pairs, reduce, relaxed_hamming, weighted_ranking_hinge
+from hashbench.losses import (HashLoss, balance, not_self, ranked_pairs, reduce, relaxed_hamming,
+                              weighted_ranking_hinge)
 from hashbench.losses import similarity as label_similarity
-from hashbench.method import DeepMethod
+from hashbench.method import DeepMethod, variant
+from hashbench.params import Interval, Options
 from hashbench.registry import LOSSES, METHODS
-from hashbench.samplers import TRIPLETS
 
 WEIGHTINGS = ("ndcg", "none")
 SAMPLERS = ("in_batch", "released")
@@ -71,8 +74,9 @@ def ndcg_weights(rel: torch.Tensor, anchors: torch.Tensor | None = None,
 
 
 @LOSSES.register_module(name="dsrh")
-class DSRHLoss(nn.Module):
-    """DSRH's weighted triplet ranking loss on all in-batch triplets, plus the bit-balance term.
+class DSRHLoss(HashLoss):
+    """DSRH's weighted triplet ranking loss on all in-batch triplets (or on given weighted tuples),
+    plus the bit-balance term.
 
     Parameters
     ----------
@@ -90,7 +94,16 @@ class DSRHLoss(nn.Module):
         Over anchors of the batch.
     chunk : int
         Anchors per chunk of the (chunk, B, B) triplet tensor (bounds memory for large batches).
+
+    Takes ``tuples`` (explicit weighted triplets, see :meth:`forward`).
     """
+
+    takes = frozenset({"tuples"})
+    _parameter_constraints = {
+        "margin": [Interval(float, 0, None)], "alpha": [Interval(float, 0, None)],
+        "weighting": [Options(*WEIGHTINGS)], "normalize": [Options(*NORMALIZATIONS)],
+        "reduction": [Options("mean", "sum")], "chunk": [Interval(int, 1, None)],
+    }
 
     def __init__(self, *, margin: float = 5.0, alpha: float = 1.0, weighting: str = "ndcg",
                  normalize: str = "idcg", similarity: str = "graded", reduction: str = "mean",
@@ -125,34 +138,51 @@ class DSRHLoss(nn.Module):
             active = active + n
         return torch.cat(per_anchor), active
 
-    def sampled(self, codes: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss on explicit triplets of the released-code sampler (:mod:`hashbench.samplers`).
+    def tuple_terms(self, codes: torch.Tensor, tuples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """On explicit tuples (a, i, j) with weights w: per-anchor sums of w * hinge (one entry per
+        anchor row), the anchor rows, and the number of tuples of weight > 0 with a positive hinge."""
+        a, i, j = tuples.index.unbind(1)
+        k = codes.shape[1]
+        d_ai = 0.5 * (k - (codes[a] * codes[i]).sum(-1))
+        d_aj = 0.5 * (k - (codes[a] * codes[j]).sum(-1))
+        hinge = torch.relu(self.margin + d_ai - d_aj)
+        w = tuples.weight.to(codes.dtype)
+        anchors = torch.unique(a)
+        per_anchor = codes.new_zeros(len(codes)).index_add_(0, a, w * hinge)[anchors]
+        return per_anchor, anchors, ((hinge > 0) & (w > 0)).sum()
 
-        ``codes`` (B, 4, K): slots (q, x_a, x_b, x-) of each anchor; ``weights`` (B, 3): w of the
-        triplets ``TRIPLETS`` over those slots (0 where a triplet does not exist). The balance term
-        is on the anchors' codes, as in the released code.
-        """
-        q = codes[:, 0]
-        dist = 0.5 * (codes.shape[2] - (q[:, None, :] * codes[:, 1:]).sum(-1))  # d(q, slot 1..3): (B, 3)
-        near = torch.tensor([i - 1 for _, i, _ in TRIPLETS], device=codes.device)
-        far = torch.tensor([j - 1 for _, _, j in TRIPLETS], device=codes.device)
-        hinge = torch.relu(self.margin + dist[:, near] - dist[:, far])
-        triplet = reduce((weights * hinge).sum(1), self.reduction)
-        bal = balance(q)
-        return dict(loss=triplet + self.alpha * bal, triplet=triplet.detach(), balance=bal.detach(),
-                    active=((hinge > 0) & (weights > 0)).sum().detach())
-
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        per_anchor, active = self.triplet_terms(codes, labels)
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor, indices=None, tuples=None, ref=None
+                ) -> dict[str, torch.Tensor]:
+        """All in-batch triplets; with ``tuples`` (the released sampler's) only those, weighted as
+        given, and the balance term on the anchors' codes, as in the released code."""
+        if tuples is None:
+            per_anchor, active = self.triplet_terms(codes, labels)
+            anchor_codes = codes
+        else:
+            per_anchor, anchors, active = self.tuple_terms(codes, tuples)
+            anchor_codes = codes[anchors]
         triplet = reduce(per_anchor, self.reduction)
-        bal = balance(codes)
+        bal = balance(anchor_codes)
         return dict(loss=triplet + self.alpha * bal, triplet=triplet.detach(), balance=bal.detach(),
                     active=active.detach())
+
+
+def released_lr_mult(bypass: bool) -> dict[str, float]:
+    """The released code's hash-layer multipliers: fc7 branch x10, fc6 branch x2.5, bias x20."""
+    mult = {"head.final.weight": 10.0, "head.final.bias": 20.0}
+    return {**mult, "head.lower": 2.5} if bypass else mult
 
 
 @METHODS.register_module(name="dsrh")
 class DSRH(DeepMethod):
     """Deep Semantic Ranking Hashing (CVPR 2015): NDCG-weighted triplet ranking on graded relevance."""
+
+    _parameter_constraints = {
+        "margin": [Interval(float, 0, None), None], "alpha": [Interval(float, 0, None)],
+        "weighting": [Options(*WEIGHTINGS)], "normalize": [Options(*NORMALIZATIONS)],
+        "reduction": [Options("mean", "sum")], "sampler": [Options(*SAMPLERS)],
+        "balance_count": [Interval(int, 1, None)],
+    }
 
     def __init__(self, n_bits: int, *, margin: float | None = None, alpha: float = 1.0, weighting: str = "ndcg",
                  normalize: str = "idcg", similarity: str = "graded", reduction: str = "mean",
@@ -162,11 +192,55 @@ class DSRH(DeepMethod):
             raise HashbenchError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
         if isinstance(balance_count, bool) or not isinstance(balance_count, int) or balance_count < 1:
             raise HashbenchError(f"balance_count must be an integer >= 1; got {balance_count!r}")
-        self.sampler, self.balance_count = sampler, balance_count
         super().__init__(
             n_bits,
-            loss=DSRHLoss(margin=5.0 * n_bits / 64 if margin is None else margin, alpha=alpha,
-                          weighting=weighting, normalize=normalize, similarity=similarity, reduction=reduction),
+            loss=dict(type="dsrh", margin=5.0 * n_bits / 64 if margin is None else margin, alpha=alpha,
+                      weighting=weighting, normalize=normalize, similarity=similarity, reduction=reduction),
             relaxation=relaxation, bypass=bypass,
-            lr_mult=lr_mult or dict(backbone=1.0, head=10.0, head_lower=2.5, head_bias=20.0),
-            head_lr_drop=head_lr_drop)
+            lr_mult=released_lr_mult(bypass) if lr_mult is None else lr_mult, head_lr_drop=head_lr_drop)
+        self.sampler, self.balance_count = sampler, balance_count
+
+    def batches(self, split, *, seed: int):
+        """All in-batch triplets of shuffled images, or (``sampler="released"``) the released code's."""
+        if self.sampler == "released":
+            from hashbench.methods.dsrh_sampler import ReleasedTriplets
+
+            return ReleasedTriplets(split, seed=seed, balance_count=self.balance_count)
+        return super().batches(split, seed=seed)
+
+
+# ---------------------------------------------------------------------------------- ablations
+@METHODS.register_module(name="dsrh_nobypass")
+@variant(DSRH, bypass=False)
+def dsrh_nobypass():
+    """DSRH ablation: no bypass connection, the hash layer reads the final feature only."""
+
+
+@METHODS.register_module(name="dsrh_unweighted")
+@variant(DSRH, weighting="none")
+def dsrh_unweighted():
+    """DSRH ablation: w = 1, a plain triplet ranking loss on graded relevance."""
+
+
+@METHODS.register_module(name="dsrh_binary")
+@variant(DSRH, similarity="binary")
+def dsrh_binary():
+    """DSRH ablation: binary relevance (r clipped to {0, 1}), NDCG weights kept."""
+
+
+@METHODS.register_module(name="dsrh_nobalance")
+@variant(DSRH, alpha=0.0)
+def dsrh_nobalance():
+    """DSRH ablation: no mean-zero (bit balance) term, alpha = 0."""
+
+
+@METHODS.register_module(name="dsrh_tanh")
+@variant(DSRH, relaxation="tanh")
+def dsrh_tanh():
+    """DSRH ablation: tanh relaxation b = tanh(z) instead of 2 sigmoid(z) - 1."""
+
+
+@METHODS.register_module(name="dsrh_released")
+@variant(DSRH, sampler="released")
+def dsrh_released():
+    """DSRH on the released code's triplets: partners drawn from the whole training set per anchor."""

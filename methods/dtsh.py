@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from hashbench.losses import quantization_error, ranked_pairs, reduce, similarity as similarity_fn
+from hashbench.losses import HashLoss, quantization_error, ranked_pairs, reduce, similarity as similarity_fn
 from hashbench.method import DeepMethod
 from hashbench.registry import LOSSES, METHODS
 
 
 @LOSSES.register_module(name="dtsh")
-class DTSHLoss(nn.Module):
+class DTSHLoss(HashLoss):
     """DTSH's triplet negative log-likelihood on all in-batch triplets, plus lambda * quantisation error.
 
     Parameters
@@ -52,7 +51,7 @@ class DTSHLoss(nn.Module):
     chunk : int
         Anchors per chunk of the (chunk, B, B) triplet tensor.
 
-    Called as ``loss(codes, labels)``: ``codes`` (B, K) real outputs u, ``labels`` (B, C) multi-hot.
+    Called as every :class:`~hashbench.losses.HashLoss`; ``codes`` (B, K) are real outputs u.
     Returns ``loss``, the detached terms ``triplet`` and ``quantization`` (reduced the same way, so
     ``loss = triplet + lam * quantization``) and ``triplets``, the number of triplets in the batch.
     """
@@ -65,7 +64,8 @@ class DTSHLoss(nn.Module):
         self.similarity_name = similarity
         self.similarity = similarity_fn(similarity)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor, indices=None, tuples=None, ref=None
+                ) -> dict[str, torch.Tensor]:
         n, k = codes.shape
         margin = k / 2.0 if self.margin is None else self.margin
         rel = self.similarity(labels, labels).to(codes.dtype)
@@ -92,6 +92,6 @@ class DTSH(DeepMethod):
                  reduction: str = "mean", relaxation: str = "identity", bypass: bool = False,
                  lr_mult: dict | None = None, head_lr_drop: float | None = None):
         super().__init__(
-            n_bits, loss=DTSHLoss(margin=n_bits / 2.0 if margin is None else margin, lam=lam,
-                                  similarity=similarity, reduction=reduction),
+            n_bits, loss=dict(type="dtsh", margin=n_bits / 2.0 if margin is None else margin, lam=lam,
+                                    similarity=similarity, reduction=reduction),
             relaxation=relaxation, bypass=bypass, lr_mult=lr_mult, head_lr_drop=head_lr_drop)

@@ -38,10 +38,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from hashbench.errors import HashbenchError
-from hashbench.losses import not_self, reduce, similarity as similarity_fn, unit_similarity
+from hashbench.losses import HashLoss, not_self, reduce, similarity as similarity_fn, unit_similarity
 from hashbench.method import DeepMethod
 from hashbench.registry import LOSSES, METHODS
 
@@ -61,7 +60,7 @@ def balance_weights(s: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
 
 
 @LOSSES.register_module(name="hashnet")
-class HashNetLoss(nn.Module):
+class HashNetLoss(HashLoss):
     """HashNet's class-balanced weighted pairwise cross-entropy on all in-batch pairs.
 
     Parameters
@@ -76,8 +75,8 @@ class HashNetLoss(nn.Module):
     reduction : {"mean", "sum"}
         Over anchors of the batch.
 
-    Called as ``loss(codes, labels)``: ``codes`` (B, K) relaxed codes h in (-1, 1), ``labels``
-    (B, C) multi-hot. Returns ``loss`` and the detached terms ``similar`` and ``dissimilar`` (the
+    Called as every :class:`~hashbench.losses.HashLoss`; ``codes`` (B, K) are relaxed codes h in
+    (-1, 1). Returns ``loss`` and the detached terms ``similar`` and ``dissimilar`` (the
     weighted likelihood of each class of pairs; they add up to ``loss``).
     """
 
@@ -91,7 +90,8 @@ class HashNetLoss(nn.Module):
         self.continuous = continuous
         self.c = None if continuous == "none" else similarity_fn(continuous)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor, indices=None, tuples=None, ref=None
+                ) -> dict[str, torch.Tensor]:
         n, k = codes.shape
         alpha = 10.0 / k if self.alpha is None else self.alpha
         s = self.similarity(labels, labels).to(codes.dtype)
@@ -118,10 +118,10 @@ class HashNet(DeepMethod):
         if iterations < 1 or step_size < 1:
             raise HashbenchError(f"hashnet: iterations and step_size must be >= 1; got {iterations}, {step_size}")
         super().__init__(
-            n_bits, loss=HashNetLoss(alpha=10.0 / n_bits if alpha is None else alpha, similarity=similarity,
-                                     continuous=continuous, reduction=reduction),
+            n_bits, loss=dict(type="hashnet", alpha=10.0 / n_bits if alpha is None else alpha,
+                                       similarity=similarity, continuous=continuous, reduction=reduction),
             relaxation="tanh", bypass=bypass,
-            lr_mult=lr_mult or dict(backbone=1.0, head=10.0, head_lower=10.0, head_bias=10.0),
+            lr_mult={"head.": 10.0} if lr_mult is None else lr_mult,
             head_lr_drop=head_lr_drop)
         self.gamma, self.power, self.init_scale = float(gamma), float(power), float(init_scale)
         self.iterations, self.step_size = int(iterations), int(step_size)

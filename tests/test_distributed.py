@@ -74,7 +74,8 @@ def _free_port() -> int:
     ("dsrh", {"sampler": "released", "balance_count": 1}, 32),
 ])
 def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name, params, batch):
-    from hashbench.train import load_checkpoint, train_deep
+    from hashbench.checkpoint import load_checkpoint
+    from hashbench.train import train_deep
 
     data = _data(tmp_path)  # generated once here; the workers read the cache
     cfg = dict(CFG, batch_size=batch)
@@ -108,8 +109,9 @@ def test_single_process_world_passes_the_batch_through():
     world = init_distributed("none", device="cpu")
     assert isinstance(world, World) and (world.rank, world.world_size, world.is_main) == (0, 1, True)
     codes, labels, rows = torch.randn(4, 8, requires_grad=True), torch.ones(4, 3), torch.arange(4)
-    got_codes, got_labels, got_rows = world.gather_batch(codes, labels, rows)
-    assert got_codes is codes and got_labels is labels and got_rows is rows and world.all_gather_object(7) == [7]
+    got_codes, got_labels, got_rows, got_tuples = world.gather_batch(codes, labels, rows, None)
+    assert got_codes is codes and got_labels is labels and got_rows is rows and got_tuples is None
+    assert world.all_gather_object(7) == [7]
     world.barrier()  # a no-op
 
 

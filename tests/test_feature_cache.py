@@ -1,6 +1,6 @@
 """The frozen-backbone feature cache: hits, and a new key whenever what the features depend on changes.
 
-Oracle: a fresh :func:`hashbench.train.extract_features` pass; a hit is proven by making the
+Oracle: a fresh :func:`hashbench.encode.extract_features` pass; a hit is proven by making the
 extractor fail.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import hashbench.train
+import hashbench.encode
 from hashbench.feature_cache import cached_features, weights_fingerprint
 from hashbench.registry import BACKBONES, DATASETS, build
 
@@ -42,14 +42,14 @@ def no_extraction(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("features were extracted again instead of read from the cache")
 
-    monkeypatch.setattr(hashbench.train, "extract_features", fail)
+    monkeypatch.setattr(hashbench.encode, "extract_features", fail)
 
 
 def test_first_call_extracts_and_equals_a_fresh_pass(data, tmp_path):
     split = data.get("query")
     got = features(split, tmp_path)
     torch.manual_seed(0)
-    fresh = hashbench.train.extract_features(build(BACKBONES, {**BACKBONE, "frozen": True}), split, CPU)
+    fresh = hashbench.encode.extract_features(build(BACKBONES, {**BACKBONE, "frozen": True}), split, CPU)
     assert got.dtype == np.float32 and got.shape == (16, fresh.shape[1])
     np.testing.assert_array_equal(got, fresh)
     (npy,) = entries(tmp_path)
@@ -62,7 +62,7 @@ def test_first_call_extracts_and_equals_a_fresh_pass(data, tmp_path):
 def test_same_inputs_hit_the_cache(data, tmp_path, monkeypatch):
     split = data.get("query")
     first = features(split, tmp_path)
-    monkeypatch.setattr(hashbench.train, "extract_features", lambda *a, **k: pytest.fail("extracted twice"))
+    monkeypatch.setattr(hashbench.encode, "extract_features", lambda *a, **k: pytest.fail("extracted twice"))
     np.testing.assert_array_equal(features(split, tmp_path), first)
     assert len(entries(tmp_path)) == 1
 

@@ -1,7 +1,7 @@
 """Progress lines: ETA arithmetic and throttling off a terminal."""
 import io
 
-from hashbench.train import Progress, duration
+from hashbench.progress import Progress, duration
 
 
 def test_duration_format():

@@ -84,7 +84,7 @@ def test_concurrent_writers_of_one_file_do_not_collide(tmp_path):
     (a shared temporary name made one process's rename fail), and the reader sees a whole file."""
     import threading
 
-    from hashbench.results import atomic_write
+    from hashbench.atomic import atomic_write
 
     path, both_writing, errors = tmp_path / "cache.npz", threading.Barrier(2), []
 

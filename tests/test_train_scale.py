@@ -14,7 +14,8 @@ import torch
 from hashbench.errors import HashbenchError
 from hashbench.model import DeepHasher
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build
-from hashbench.train import load_checkpoint, train_deep
+from hashbench.checkpoint import load_checkpoint
+from hashbench.train import train_deep
 
 BITS = 16
 CPU = torch.device("cpu")
@@ -41,19 +42,16 @@ def fresh(dropout: float = 0.0, name: str = "dsrh"):
 
 
 class FailAt:
-    """Wraps a loss; raises KeyboardInterrupt (a kill) on its ``n``-th call."""
+    """Wraps a method's ``compute_loss``; raises KeyboardInterrupt (a kill) on its ``n``-th call."""
 
-    def __init__(self, loss, n):
-        self.loss, self.n, self.calls = loss, n, 0
+    def __init__(self, fn, n):
+        self.fn, self.n, self.calls = fn, n, 0
 
     def __call__(self, *args, **kwargs):
         self.calls += 1
         if self.calls == self.n:
             raise KeyboardInterrupt
-        return self.loss(*args, **kwargs)
-
-    def __getattr__(self, name):  # bind, needs_index, state_dict, ...: the wrapped loss's
-        return getattr(self.loss, name)
+        return self.fn(*args, **kwargs)
 
 
 def same_weights(a, b) -> bool:
@@ -73,7 +71,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(train_split, tmp_
 
     ckpt = tmp_path / "run.pt"
     method, model = fresh(dropout=0.2, name=name)
-    method.loss = FailAt(method.loss, 3)  # killed in the first step of epoch 2
+    method.compute_loss = FailAt(method.compute_loss, 3)  # killed in the first step of epoch 2
     with pytest.raises(KeyboardInterrupt):
         train_deep(method, model, train_split, cfg, CPU, seed=3, checkpoint=ckpt)
     assert load_checkpoint(ckpt)["epoch"] == 1
@@ -90,13 +88,13 @@ def test_finished_checkpoint_returns_without_training(train_split, tmp_path):
     method, model = fresh()
     logs = train_deep(method, model, train_split, CFG, CPU, seed=0, checkpoint=ckpt)
     method, again = fresh()
-    method.loss = FailAt(method.loss, 1)
+    method.compute_loss = FailAt(method.compute_loss, 1)
     assert without_seconds(train_deep(method, again, train_split, CFG, CPU, seed=0, checkpoint=ckpt)) == \
         without_seconds(logs)
     assert same_weights(again, model)
     # the file is safe to load (torch >= 2.6's default): tensors and plain values only
     state = torch.load(ckpt, weights_only=True)
-    assert {"model", "optimizer", "scheduler", "rng", "logs", "epoch"} <= set(state)
+    assert {"model", "method", "optimizer", "scheduler", "rng", "logs", "epoch"} <= set(state)
 
 
 def test_checkpoint_of_another_configuration_or_garbage_is_refused(train_split, tmp_path):
@@ -124,7 +122,7 @@ def test_mixed_precision_on_cpu_trains_in_fp32_and_says_so(train_split, precisio
 
 def test_unknown_precision_is_refused(train_split):
     method, model = fresh()
-    with pytest.raises(HashbenchError, match=r"unknown train.precision 'fp8'; valid: fp32, bf16, fp16"):
+    with pytest.raises(HashbenchError, match=r"train.precision must be one of fp32, bf16, fp16; got 'fp8'"):
         train_deep(method, model, train_split, {**CFG, "precision": "fp8"}, CPU, seed=0)
 
 

@@ -1,2 +1,3 @@
-# DSRH ablation (Zhao et al., CVPR 2015): binary relevance (r clipped to {0, 1}), NDCG weights kept.
-method = dict(type="dsrh", similarity="binary")
+# DSRH ablation: binary relevance (r clipped to {0, 1}), NDCG weights kept.
+# A variant registered in methods/dsrh.py; its config only names it.
+method = dict(type="dsrh_binary")

@@ -1,2 +1,3 @@
-# DSRH ablation (Zhao et al., CVPR 2015): no mean-zero (bit balance) term, alpha = 0.
-method = dict(type="dsrh", alpha=0)
+# DSRH ablation: no mean-zero (bit balance) term, alpha = 0.
+# A variant registered in methods/dsrh.py; its config only names it.
+method = dict(type="dsrh_nobalance")

@@ -1,2 +1,3 @@
-# DSRH ablation (Zhao et al., CVPR 2015): no bypass connection, the hash layer reads the final feature only.
-method = dict(type="dsrh", bypass=False)
+# DSRH ablation: no bypass connection, the hash layer reads the final feature only.
+# A variant registered in methods/dsrh.py; its config only names it.
+method = dict(type="dsrh_nobypass")

@@ -1,3 +1,3 @@
-# DSRH trained on the released code's triplets (dsrh.md, Sampling 2): per anchor, partners drawn
-# from the whole training set at chosen levels; rare labels' anchors repeated. batch_size counts anchors.
-method = dict(type="dsrh", sampler="released")
+# DSRH on the released code's triplets: partners drawn from the whole training set per anchor.
+# A variant registered in methods/dsrh.py; its config only names it.
+method = dict(type="dsrh_released")

@@ -1,2 +1,3 @@
-# DSRH ablation (Zhao et al., CVPR 2015): tanh relaxation b = tanh(z) instead of 2 sigmoid(z) - 1.
-method = dict(type="dsrh", relaxation="tanh")
+# DSRH ablation: tanh relaxation b = tanh(z) instead of 2 sigmoid(z) - 1.
+# A variant registered in methods/dsrh.py; its config only names it.
+method = dict(type="dsrh_tanh")

@@ -1,2 +1,3 @@
-# DSRH ablation (Zhao et al., CVPR 2015): w = 1, a plain triplet ranking loss on graded relevance.
-method = dict(type="dsrh", weighting="none")
+# DSRH ablation: w = 1, a plain triplet ranking loss on graded relevance.
+# A variant registered in methods/dsrh.py; its config only names it.
+method = dict(type="dsrh_unweighted")

@@ -1,5 +1,5 @@
-"""The deep-method contract, checked on every registered DeepMethod (new ones are picked up), and the
-method configs of the pairwise/triplet baselines and DSRH ablations."""
+"""The deep-method contract, checked on every registered DeepMethod and variant (new ones are picked
+up), and the method configs of the pairwise/triplet baselines and DSRH's variants."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from hashbench.method import DeepMethod
+from hashbench.errors import HashbenchError
+from hashbench.method import DeepMethod, method_class
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build, entries, summary
 
-DEEP = {name: obj for name, obj in entries(METHODS).items()
-        if isinstance(obj, type) and issubclass(obj, DeepMethod)}
+DEEP = {name: obj for name, obj in entries(METHODS).items() if issubclass(method_class(obj), DeepMethod)}
 N_BITS = 16
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "methods"
 
@@ -24,13 +24,20 @@ def tiny(tmp_path_factory):
                                 cache_dir=str(tmp_path_factory.mktemp("multidigits"))))
 
 
+class _Split:
+    """Just what ``begin`` reads of a training split: its labels."""
+
+    def __init__(self, labels):
+        self.labels = labels.numpy()
+
+    def __len__(self):
+        return len(self.labels)
+
+
 def _loss(method, codes, labels):
-    """``method.loss`` on a batch; a loss over the whole training set gets this batch as that set."""
-    if getattr(method.loss, "needs_index", False):
-        if not hasattr(method.loss, "bank"):
-            method.loss.bind(labels, codes.shape[1])
-        return method.loss(codes, labels, index=torch.arange(len(codes)))
-    return method.loss(codes, labels)
+    """The trainer's one call form on a batch that is the whole training set (rows 0..B-1)."""
+    method.begin(_Split(labels))
+    return method.compute_loss(codes, labels, torch.arange(len(codes)))
 
 
 def test_the_baselines_are_registered():
@@ -77,7 +84,8 @@ def test_saturated_inputs_give_finite_loss_and_gradient(name, value, progress):
 @pytest.mark.parametrize("name", sorted(DEEP))
 def test_trains_a_few_steps_and_encodes(name, tiny):
     from hashbench.model import DeepHasher
-    from hashbench.train import encode_deep, train_deep
+    from hashbench.encode import encode_deep
+    from hashbench.train import train_deep
 
     method = build(METHODS, dict(type=name, n_bits=N_BITS))
     torch.manual_seed(0)
@@ -98,24 +106,55 @@ def _method_cfg(name):
     return dict(Config.fromfile(str(CONFIGS / f"{name}.py")).method)
 
 
-@pytest.mark.parametrize("name", ["dpsh", "dsh", "hashnet", "triplet", "dtsh"])
-def test_baseline_config_builds_its_method(name):
-    cfg = _method_cfg(name)
-    assert cfg == dict(type=name)
-    assert isinstance(build(METHODS, dict(cfg, n_bits=N_BITS)), DEEP[name])
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_every_deep_method_has_a_config_that_names_it(name):
+    assert _method_cfg(name) == dict(type=name)
+    assert isinstance(build(METHODS, dict(type=name, n_bits=N_BITS)), method_class(DEEP[name]))
 
 
-@pytest.mark.parametrize("config, check", [
-    ("dsrh_nobypass", lambda m: m.bypass is False),
+@pytest.mark.parametrize("variant, check", [
+    ("triplet", lambda m: m.loss.weighting == "none" and m.loss.similarity_name == "binary"),
+    ("dsrh_nobypass", lambda m: m.bypass is False and "head.lower" not in m.lr_mult),
     ("dsrh_unweighted", lambda m: m.loss.weighting == "none" and m.loss.similarity_name == "graded"),
     ("dsrh_binary", lambda m: m.loss.similarity_name == "binary" and m.loss.weighting == "ndcg"),
     ("dsrh_nobalance", lambda m: m.loss.alpha == 0.0),
     ("dsrh_tanh", lambda m: m.relaxation == "tanh"),
+    ("dsrh_released", lambda m: m.sampler == "released"),
 ])
-def test_dsrh_ablation_configs_change_one_thing(config, check):
-    cfg = _method_cfg(config)
-    assert cfg["type"] == "dsrh"
-    method = build(METHODS, dict(cfg, n_bits=N_BITS))
-    assert check(method)
+def test_dsrh_variants_change_only_what_they_fix(variant, check):
+    import inspect
+
+    entry = DEEP[variant]
+    method = build(METHODS, dict(type=variant, n_bits=N_BITS))
     default = build(METHODS, dict(type="dsrh", n_bits=N_BITS))
-    assert not check(default)
+    assert type(method) is type(default) and check(method) and not check(default)
+    # the variant's parameters are DSRH's without the fixed ones, and a fixed one cannot be set
+    fixed = set(entry.fixed)
+    assert set(inspect.signature(entry).parameters) == set(inspect.signature(type(default)).parameters) - fixed
+    with pytest.raises(HashbenchError, match=f"{variant} fixes {sorted(fixed)[0]}="):
+        entry(N_BITS, **{sorted(fixed)[0]: entry.fixed[sorted(fixed)[0]]})
+    with pytest.raises(HashbenchError, match=f"method {variant!r} has no parameter {sorted(fixed)[0]!r}"):
+        build(METHODS, dict(type=variant, n_bits=N_BITS, **{sorted(fixed)[0]: entry.fixed[sorted(fixed)[0]]}))
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_state_survives_a_state_dict_round_trip(name):
+    """A method's state (a bank, centres...) is its module state: what a checkpoint saves and loads."""
+    g = torch.Generator().manual_seed(1)
+    labels = (torch.rand(10, 5, generator=g) < 0.4).float()
+    method = build(METHODS, dict(type=name, n_bits=8))
+    _loss(method, torch.tanh(torch.randn(10, 8, generator=g)), labels)
+    state = {k: v.clone() for k, v in method.state_dict().items()}
+    fresh = build(METHODS, dict(type=name, n_bits=8))
+    fresh.begin(_Split(labels))
+    fresh.load_state_dict(state)
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+
+
+def test_a_loss_that_takes_no_tuples_refuses_them():
+    from hashbench.sampling import Tuples
+
+    method = build(METHODS, dict(type="dsh", n_bits=8))
+    tuples = Tuples(torch.zeros(1, 3, dtype=torch.long), torch.ones(1))
+    with pytest.raises(HashbenchError, match="DSH: its loss DSHLoss cannot take tuples"):
+        method.compute_loss(torch.zeros(2, 8), torch.ones(2, 3), torch.arange(2), tuples)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hashbench.errors import HashbenchError
+from hashbench.methods.dpsh import DPSHLoss, TrainingSetBank
 from hashbench.registry import LOSSES, METHODS, build
 
 LABELS = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0], [0, 0, 1, 1]],
@@ -39,7 +40,7 @@ def _oracle(u, y, eta, soft=False):
 
 @pytest.mark.parametrize("similarity", ["binary", "cosine"])
 def test_value_and_gradient_match_the_formula(similarity):
-    loss = build(LOSSES, dict(type="dpsh", eta=10.0, similarity=similarity, pairs="batch"))
+    loss = build(LOSSES, dict(type="dpsh", eta=10.0, similarity=similarity))  # in-batch pairs
     u1, u2 = _codes(), _codes()
     out = loss(u1, LABELS)
     out["loss"].backward()
@@ -52,15 +53,16 @@ def test_value_and_gradient_match_the_formula(similarity):
 
 def test_sum_reduction_is_batch_size_times_mean():
     u = _codes(1)
-    mean = build(LOSSES, dict(type="dpsh", pairs="batch"))(u, LABELS)["loss"]
-    total = build(LOSSES, dict(type="dpsh", reduction="sum", pairs="batch"))(u, LABELS)["loss"]
+    mean = build(LOSSES, dict(type="dpsh"))(u, LABELS)["loss"]
+    total = build(LOSSES, dict(type="dpsh", reduction="sum"))(u, LABELS)["loss"]
     torch.testing.assert_close(total, 6 * mean)
 
 
 def test_defaults_and_relaxation():
     method = build(METHODS, dict(type="dpsh", n_bits=8))
-    assert method.loss.eta == 10.0 and method.loss.similarity_name == "binary"
-    assert method.loss.pairs == "dataset" and method.loss.needs_index
+    assert isinstance(method.loss, TrainingSetBank) and method.pairs == "dataset"
+    assert method.loss.inner.eta == 10.0 and method.loss.inner.similarity_name == "binary"
+    assert isinstance(build(METHODS, dict(type="dpsh", n_bits=8, pairs="batch")).loss, DPSHLoss)
     assert method.relaxation == "identity" and method.bypass is False
     z = torch.randn(4, 8)
     assert torch.equal(method.relax(z, 0.5), z)
@@ -80,20 +82,23 @@ def test_dataset_pairs_give_the_papers_gradient_over_the_whole_training_set():
     everyone = _codes(3, b=n, k=k)
     full = _oracle(everyone, LABELS, 10.0) * n  # the paper's L (the oracle averages over anchors)
     full.backward()
-    loss = build(LOSSES, dict(type="dpsh", eta=10.0))
-    loss.bind(LABELS, k)
-    loss(everyone.detach().clone(), LABELS, index=torch.arange(n))  # fills the bank with every output
+    loss = TrainingSetBank(build(LOSSES, dict(type="dpsh", eta=10.0)))
+    loss.begin(LABELS, k)
+    loss(everyone.detach().clone(), LABELS, torch.arange(n))  # fills the bank with every output
     batch = torch.tensor([4, 1, 3])
     u = everyone.detach()[batch].clone().requires_grad_()
-    out = loss(u, LABELS[batch], index=batch)
+    out = loss(u, LABELS[batch], batch)
     out["loss"].backward()
     torch.testing.assert_close(u.grad * n * len(batch), everyone.grad[batch], rtol=1e-6, atol=1e-8)
     assert torch.equal(loss.bank[batch], u.detach())  # the bank holds the latest outputs
 
 
-def test_dataset_pairs_need_bind_and_index():
-    loss = build(LOSSES, dict(type="dpsh"))
-    with pytest.raises(HashbenchError, match="needs bind"):
+def test_the_bank_needs_begin_and_rows():
+    loss = TrainingSetBank(build(LOSSES, dict(type="dpsh")))
+    with pytest.raises(HashbenchError, match="needs begin"):
+        loss(_codes(), LABELS, torch.arange(6))
+    loss.begin(LABELS, 8)
+    with pytest.raises(HashbenchError, match="training-set rows"):
         loss(_codes(), LABELS)
-    with pytest.raises(HashbenchError, match="unknown pairs 'all'; valid: dataset, batch"):
-        build(LOSSES, dict(type="dpsh", pairs="all"))
+    with pytest.raises(HashbenchError, match="pairs must be one of dataset, batch; got 'all'"):
+        build(METHODS, dict(type="dpsh", n_bits=8, pairs="all"))

@@ -80,7 +80,7 @@ def test_method_defaults_are_the_papers():
     assert m.loss.margin == 5.0 and m.loss.alpha == 1.0
     assert m.loss.weighting == "ndcg" and m.loss.similarity_name == "graded"
     assert m.relaxation == "sigmoid" and m.bypass
-    assert m.lr_mult == dict(backbone=1.0, head=10.0, head_lower=2.5, head_bias=20.0)
+    assert m.lr_mult == {"head.final.weight": 10.0, "head.lower": 2.5, "head.final.bias": 20.0}
     assert build(METHODS, dict(type="dsrh"), n_bits=32).loss.margin == 2.5  # 5 per 64 bits
     z = torch.tensor([[-3.0, 0.0, 2.0]])
     assert torch.allclose(m.relax(z, 0.0), 2 * torch.sigmoid(z) - 1)
@@ -96,14 +96,17 @@ def test_perfect_ranking_with_margin_costs_nothing():
     assert out["loss"].item() >= 0
 
 
-def test_sampled_loss_matches_its_triplets_by_hand():
-    from hashbench.samplers import TRIPLETS
+def test_loss_on_explicit_tuples_matches_its_triplets_by_hand():
+    """The released sampler's items: four slots each, three weighted triplets over them."""
+    from hashbench.methods.dsrh_sampler import TRIPLETS
+    from hashbench.sampling import Tuples
 
     g = torch.Generator().manual_seed(2)
     codes = torch.tanh(torch.randn(5, 4, 6, generator=g, dtype=torch.float64)).requires_grad_()
     w = torch.rand(5, 3, generator=g, dtype=torch.float64)
     loss = DSRHLoss(margin=1.5, alpha=0.3)
-    got = loss.sampled(codes, w)["loss"]
+    index = torch.tensor([[4 * b + q, 4 * b + i, 4 * b + j] for b in range(5) for q, i, j in TRIPLETS])
+    got = loss(codes.reshape(20, 6), torch.zeros(20, 2), torch.arange(20), tuples=Tuples(index, w.reshape(-1)))["loss"]
     want = 0
     for b in range(5):
         for t, (q, i, j) in enumerate(TRIPLETS):
@@ -119,7 +122,8 @@ def test_released_sampler_trains_end_to_end(tmp_path):
 
     from hashbench.model import DeepHasher
     from hashbench.registry import BACKBONES, DATASETS
-    from hashbench.train import encode_deep, train_deep
+    from hashbench.encode import encode_deep
+    from hashbench.train import train_deep
 
     ds = build(DATASETS, dict(type="multidigits", n_train=48, n_query=8, n_database=16, cache_dir=str(tmp_path)))
     method = build(METHODS, dict(type="dsrh", sampler="released"), n_bits=8)
@@ -129,5 +133,5 @@ def test_released_sampler_trains_end_to_end(tmp_path):
     assert len(logs) == 2 and all(np.isfinite(l["loss"]) and l["triplet"] > 0 for l in logs)
     codes = encode_deep(model, ds.get("query"), torch.device("cpu"))
     assert codes.shape == (8, 8) and set(np.unique(codes)) <= {0, 1}
-    with pytest.raises(Exception, match="unknown sampler 'releasd'; valid: in_batch, released"):
+    with pytest.raises(Exception, match="sampler must be one of in_batch, released; got 'releasd'"):
         build(METHODS, dict(type="dsrh", sampler="releasd"), n_bits=8)

@@ -94,4 +94,4 @@ def test_defaults():
     method = build(METHODS, dict(type="hashnet", n_bits=32))
     assert method.loss.alpha == pytest.approx(10 / 32)
     assert method.loss.similarity_name == "binary" and method.loss.continuous == "cosine"
-    assert method.lr_mult["head"] == 10.0 and method.bypass is False
+    assert method.lr_mult == {"head.": 10.0} and method.bypass is False

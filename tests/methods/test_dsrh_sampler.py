@@ -6,7 +6,7 @@ import pytest
 
 from hashbench.datasets.base import ArraySplit
 from hashbench.errors import HashbenchError
-from hashbench.samplers import TRIPLETS, ReleasedTripletSampler
+from hashbench.methods.dsrh_sampler import TRIPLETS, ReleasedTriplets
 
 
 def split_of(labels):
@@ -18,7 +18,7 @@ LABELS = [[1, 1, 0], [1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 0, 0], [1, 1, 1], [0, 
 
 
 def test_anchor_repetition_and_unlabelled_never_anchor():
-    s = ReleasedTripletSampler(split_of(LABELS), balance_count=6)
+    s = ReleasedTriplets(split_of(LABELS), balance_count=6)
     counts = np.asarray(LABELS).sum(0)  # label counts 4, 4, 2
     want = []
     for i, row in enumerate(LABELS):
@@ -32,7 +32,7 @@ def test_anchor_repetition_and_unlabelled_never_anchor():
 
 def test_draws_follow_the_levels_and_weights():
     lab = np.asarray(LABELS)
-    s = ReleasedTripletSampler(split_of(LABELS), seed=3)
+    s = ReleasedTriplets(split_of(LABELS), seed=3)
     for k in range(len(s)):
         (q, a, b, neg), w = s.draw(k)
         r = lab @ lab[q]
@@ -50,26 +50,44 @@ def test_draws_follow_the_levels_and_weights():
 
 
 def test_draws_are_reproducible_per_epoch():
-    s = ReleasedTripletSampler(split_of(LABELS), seed=1)
+    s = ReleasedTriplets(split_of(LABELS), seed=1)
     first = [s.draw(k)[0].tolist() for k in range(len(s))]
     assert first == [s.draw(k)[0].tolist() for k in range(len(s))]
     s.set_epoch(1)
     assert first != [s.draw(k)[0].tolist() for k in range(len(s))]
-    x, y, w = s[0]
+    x, y, rows, w = s[0]
     assert x.shape == (4, 3, 2, 2) and y.shape == (4, 3) and w.shape == (3,)
+    assert rows.tolist() == s.draw(0)[0].tolist()
+
+
+def test_a_batch_unpacks_into_its_images_and_weighted_tuples():
+    """Item b's slots become rows 4b..4b+3 of the image batch; its three triplets index them."""
+    import torch
+
+    s = ReleasedTriplets(split_of(LABELS), seed=2)
+    items = [s[k] for k in range(3)]
+    batch = [torch.stack([it[j] for it in items]) for j in range(4)]
+    x, y, rows, tuples = s.unpack(batch)
+    assert x.shape == (12, 3, 2, 2) and y.shape == (12, 3) and rows.shape == (12,)
+    want = [[4 * b + i, 4 * b + j, 4 * b + k] for b in range(3) for i, j, k in TRIPLETS]
+    assert tuples.index.tolist() == want
+    assert torch.equal(tuples.weight, torch.cat([it[3] for it in items]))
+    for b, (_, _, r, _) in enumerate(items):  # rows are the drawn training indices, in slot order
+        assert rows[4 * b:4 * b + 4].tolist() == r.tolist()
+        assert torch.equal(y[4 * b:4 * b + 4], torch.as_tensor(np.asarray(LABELS, np.float32)[r.numpy()]))
 
 
 def test_no_negative_or_no_label_is_refused():
     with pytest.raises(HashbenchError, match="no anchor with a negative"):
-        ReleasedTripletSampler(split_of([[1, 0], [1, 1], [1, 0]]))
+        ReleasedTriplets(split_of([[1, 0], [1, 1], [1, 0]]))
     with pytest.raises(HashbenchError, match="needs labelled training images"):
-        ReleasedTripletSampler(split_of([[0, 0], [0, 0]]))
+        ReleasedTriplets(split_of([[0, 0], [0, 0]]))
 
 
 def test_epoch_keys_shards_each_global_batch_across_processes():
     import torch
 
-    from hashbench.samplers import EpochKeys
+    from hashbench.sampling import EpochKeys
 
     n, batch = 23, 8  # 2 full global batches; the ragged last 7 keys are dropped under DDP
     single = list(EpochKeys(n, torch.Generator().manual_seed(3)))
@@ -80,5 +98,5 @@ def test_epoch_keys_shards_each_global_batch_across_processes():
         assert gathered == single[batch * step:batch * (step + 1)]
     with pytest.raises(HashbenchError, match="divisible"):
         EpochKeys(n, torch.Generator(), rank=0, replicas=3, batch=8)
-    with pytest.raises(HashbenchError, match="at most the 23 released-code items"):
+    with pytest.raises(HashbenchError, match="at most the 23 training items"):
         EpochKeys(n, torch.Generator(), rank=0, replicas=2, batch=24)

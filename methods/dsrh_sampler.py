@@ -1,4 +1,4 @@
-"""DSRH's released-code triplet sampler (dsrh.md, "Sampling", way 2), as a dataset wrapper.
+"""DSRH's released-code triplet sampler (dsrh.md, "Sampling", way 2): DSRH's own batch source.
 
 For each anchor q (labelled training images, each repeated ``floor(balance_count / n_c) + 1``
 times, n_c the training count of q's rarest label) it draws from the *whole* training set:
@@ -11,9 +11,10 @@ times, n_c the training count of q's rarest label) it draws from the *whole* tra
   x+ at r_max and w = (2^r_max - 1) / Z_q, Z_q = (2^r_max - 1)/ln 2, i.e. w = ln 2.
 
 Unlabelled images are never anchors but may be negatives; an anchor without any r = 0 image in the
-training set is dropped. Every item is four images ``(q, x_a, x_b, x-)`` plus the weights of the
-triplets ``TRIPLETS`` over those slots (0 where a triplet does not exist), so a loss can work on
-explicit triplets (see ``DSRHLoss(..., triplets=..., weights=...)``).
+training set is dropped. Every item is four images ``(q, x_a, x_b, x-)``, their training-set rows
+and the weights of the triplets ``TRIPLETS`` over those slots (0 where a triplet does not exist);
+:meth:`ReleasedTriplets.unpack` turns a batch of items into its images and explicit weighted
+:class:`~hashbench.sampling.Tuples`, which :class:`~hashbench.methods.dsrh.DSRHLoss` takes.
 """
 from __future__ import annotations
 
@@ -24,14 +25,15 @@ import torch
 from torch.utils.data import Dataset
 
 from hashbench.errors import HashbenchError
-from torch.utils.data import Sampler
+from hashbench.sampling import BatchSource, EpochKeys, Tuples
 
 # (anchor, more relevant, less relevant) slots of one item: (q, a, b), (q, a, -), (q, b, -)
 TRIPLETS = ((0, 1, 2), (0, 1, 3), (0, 2, 3))
 
 
-class ReleasedTripletSampler(Dataset):
-    """Wraps a training split; item k is anchor ``anchors[k]`` with three freshly drawn partners.
+class ReleasedTriplets(BatchSource, Dataset):
+    """DSRH's released-code batches: item k is anchor ``anchors[k]`` with three freshly drawn
+    partners; the items are shuffled as ``(epoch, index)`` keys (:class:`EpochKeys`).
 
     Parameters
     ----------
@@ -45,6 +47,7 @@ class ReleasedTripletSampler(Dataset):
 
     def __init__(self, split, *, seed: int = 0, balance_count: int = 3000):
         self.split, self.seed, self.epoch = split, seed, 0
+        self.items = self
         labels = np.asarray(split.labels, dtype=np.int32)
         self.labels = labels
         counts = labels.sum(0)
@@ -90,45 +93,24 @@ class ReleasedTripletSampler(Dataset):
         return np.array([q, a, b, neg]), w.astype(np.float32)
 
     def __getitem__(self, key):
-        """``key`` is an item index, or ``(epoch, index)`` from :class:`EpochKeys` (works in workers)."""
+        """``key`` is an item index, or ``(epoch, index)`` from :class:`EpochKeys` (works in workers):
+        the four images (4, ...), their labels (4, C), training rows (4,) and triplet weights (3,)."""
         if isinstance(key, tuple):
             self.epoch, key = key
         idx, w = self.draw(int(key))
         items = [self.split[int(i)] for i in idx]
         x = torch.stack([torch.as_tensor(it[0]) for it in items])
         y = torch.stack([torch.as_tensor(it[1]) for it in items])
-        return x, y, torch.from_numpy(w)
+        return x, y, torch.from_numpy(idx), torch.from_numpy(w)
 
+    def order(self, generator, *, rank, replicas, batch):
+        """Shuffled epoch keys; under DDP every process takes its share of each global batch."""
+        return EpochKeys(len(self), generator, rank=rank, replicas=replicas, batch=batch)
 
-class EpochKeys(Sampler):
-    """Shuffled ``(epoch, index)`` keys, so draws depend on the epoch even inside persistent
-    DataLoader workers (which hold their own copy of the dataset and never see ``set_epoch``).
-
-    Across ``replicas`` processes (DDP), every process draws the same permutation (same seed) and
-    takes its slice of each global batch of ``batch`` keys, so the processes' batches, gathered in
-    rank order, are the single-process batches; a ragged last global batch is dropped.
-    """
-
-    def __init__(self, n: int, generator: torch.Generator, *, rank: int = 0, replicas: int = 1,
-                 batch: int | None = None):
-        if replicas > 1 and (batch is None or batch % replicas or n < batch):
-            raise HashbenchError(f"train.batch_size {batch} must be divisible by the {replicas} processes "
-                                 f"and at most the {n} released-code items")
-        self.n, self.generator, self.epoch = n, generator, 0
-        self.rank, self.replicas, self.batch = rank, replicas, batch
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        if self.replicas == 1:
-            return self.n
-        return self.n // self.batch * (self.batch // self.replicas)
-
-    def __iter__(self):
-        epoch = self.epoch
-        keys = torch.randperm(self.n, generator=self.generator)
-        if self.replicas > 1:
-            share = self.batch // self.replicas
-            keys = keys[: self.n // self.batch * self.batch].view(-1, self.replicas, share)[:, self.rank].reshape(-1)
-        return iter([(epoch, int(k)) for k in keys])
+    def unpack(self, batch):
+        """(B, 4, ...) slots → one (4B, ...) batch of images and the 3B weighted triplets over it."""
+        x, y, rows, w = batch
+        n = len(x)
+        slots = torch.tensor(TRIPLETS)
+        index = (4 * torch.arange(n)[:, None, None] + slots[None]).reshape(-1, 3)
+        return x.flatten(0, 1), y.flatten(0, 1), rows.flatten(), Tuples(index, w.reshape(-1))

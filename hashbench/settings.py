@@ -1,0 +1,68 @@
+"""The declared schema of every config section: keys, what each may be, its default, one line of help.
+
+``train``, ``eval`` and ``classic`` are declared here; ``backbone``, ``dataset`` and ``method``
+are declared by the registered class their ``type`` names (its constructor and its
+``_parameter_constraints``, see :mod:`hashbench.params`); :data:`RUN` lists the top-level keys.
+Defaults live here only: code reads a section through ``SCHEMA.check(section)``.
+"""
+from __future__ import annotations
+
+from hashbench.params import Field, Flag, Interval, ListOf, Options, Schema
+
+TRAIN = Schema("train", {
+    "epochs": Field([Interval(int, 1, 100000)], 20, "training epochs"),
+    "batch_size": Field([Interval(int, 2, None)], 64, "the global batch (split over the processes of a DDP run)"),
+    "optimizer": Field([Options("sgd", "adamw")], "adamw", "sgd or adamw"),
+    "lr": Field([Interval(float, 0, None, closed="neither")], 1e-3, "base learning rate (methods multiply it "
+                                                                    "per parameter group: lr_mult)"),
+    "momentum": Field([Interval(float, 0, 1, closed="left")], 0.9, "SGD momentum"),
+    "weight_decay": Field([Interval(float, 0, None)], 5e-4, "weight decay"),
+    "cosine": Field([Flag()], False, "cosine decay of every learning rate over training"),
+    "precision": Field([Options("fp32", "bf16", "fp16")], "fp32", "fp32, or bf16/fp16 autocast on CUDA "
+                                                                  "(on the CPU: fp32 with a warning)"),
+    "workers": Field([Interval(int, 0, None)], 0, "DataLoader worker processes"),
+    "encode_batch_size": Field([Interval(int, 1, None)], 256, "batch size when encoding"),
+    "channels_last": Field([Flag(), None], None, "channels-last memory format (default: on CUDA only)"),
+    "sync_bn": Field([Flag()], True, "distributed CUDA runs: BatchNorm statistics over the global batch"),
+})
+
+EVAL = Schema("eval", {
+    "metrics": Field([ListOf(str, min_len=1)],
+                     ["map", "map@1000", "wmap@5000", "ndcg@100", "acg@100", "p@100", "p@h2"],
+                     "metrics every run computes (hashbench list metrics)"),
+    "tables": Field([ListOf(str, min_len=1)], ["map", "wmap@5000", "ndcg@100", "acg@100"],
+                    "metrics printed as tables; each one of eval.metrics"),
+    "ties": Field([str], "expected", "expected, index or random:SEED"),
+    "ap_denominator": Field([Options("retrieved", "min_r_k")], "retrieved", "AP@K divides by the relevant "
+                                                                            "retrieved, or by min(R, K)"),
+    "no_relevant": Field([Options("zero", "skip")], "zero", "queries without a relevant item count 0, or "
+                                                            "are skipped"),
+})
+
+CLASSIC = Schema("classic", {
+    "features": Field([Options("backbone", "pixels")], "backbone", "what classic methods hash: the frozen "
+                                                                   "backbone's features or raw pixels"),
+})
+
+SECTIONS = {"train": TRAIN, "eval": EVAL, "classic": CLASSIC}
+
+# The top-level keys of a run config (files and words). The sections backbone, dataset and method
+# are dicts checked against their registered classes.
+RUN = Schema("run", {
+    "methods": Field([ListOf(str, min_len=1)], ["dsrh"], "method names"),
+    "bits": Field([ListOf(Interval(int, 1, 1024), min_len=1)], [16, 32, 48, 64], "code lengths"),
+    "seeds": Field([ListOf(Interval(int, 0, 2**32 - 1), min_len=1)], [0], "seeds"),
+    "device": Field([str], "auto", "auto, cpu, cuda or cuda:N"),
+    "out": Field([str], "out", "output folder"),
+    "plugins": Field([ListOf(str)], [], "modules or .py files to import first"),
+    "force": Field([Flag()], False, "recompute runs already recorded"),
+    "launcher": Field([Options("none", "pytorch")], "none", "none or pytorch (under torchrun: DDP)"),
+    "blas_threads": Field([Interval(int, 1, 4096), None], None, "BLAS threads of classic fits"),
+    "custom_imports": Field([dict], None, "mmengine's plugin imports of a config file"),
+    "train": Field([dict], None, "the train section"),
+    "eval": Field([dict], None, "the eval section"),
+    "classic": Field([dict], None, "the classic section"),
+    "backbone": Field([dict], None, "the backbone section"),
+    "dataset": Field([dict], None, "the dataset section"),
+    "method": Field([dict], None, "a method block every method of the run starts from"),
+})
