@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from hashbench.errors import HashbenchError
+from hashbench.params import Interval
 from hashbench.registry import DATASETS
 
+from ._splits import carve_val
+from ._text import parse_class_names
 from .base import SPLITS, ArraySplit, HashingDataset
 
 ALL_SPLITS = SPLITS + ("val",)
@@ -68,6 +71,9 @@ class Features(HashingDataset):
 
     kind = "features"
     name = "features"
+    _parameter_constraints = {"data_root": [Path], "feature_key": [str], "label_key": [str],
+                              "n_val": [Interval(int, 0, None)], "seed": [Interval(int, 0, None)],
+                              "class_names": [str, list, None]}
 
     def __init__(self, data_root, *, feature_key: str = "{split}_features",
                  label_key: str = "{split}_labels", n_val: int = 0, seed: int = 0,
@@ -82,23 +88,15 @@ class Features(HashingDataset):
         self.n_val, self.seed = int(n_val), int(seed)
         raw = self._read()
         labels, names = self._labels(raw)
-        if class_names is not None:
-            given = (list(class_names) if isinstance(class_names, (list, tuple))
-                     else [c.strip() for c in str(class_names).split(",") if c.strip()])
-            if len(given) != len(names):
-                raise HashbenchError(f"features: class_names gives {len(given)} names but the labels "
-                                     f"have {len(names)} columns")
-            names = given
-        self.class_names = names
-        self.arrays = {s: (raw[s][0], labels[s]) for s in raw}
+        self.class_names = names if class_names is None else parse_class_names(class_names, len(names), self.name)
+        # (features, labels, ids): a row keeps the id of the split and row it was read from
+        self.arrays = {s: (raw[s][0], labels[s], np.array([f"{s}/{i}" for i in range(len(labels[s]))]))
+                       for s in raw}
         if self.n_val and "val" not in self.arrays:
-            x, y = self.arrays["train"]
-            if self.n_val >= len(x):
-                raise HashbenchError(f"features: n_val={self.n_val} would take all {len(x)} training rows")
-            mask = np.zeros(len(x), bool)
-            mask[np.random.default_rng(self.seed).permutation(len(x))[:self.n_val]] = True
-            self.arrays["val"] = (x[mask], y[mask])
-            self.arrays["train"] = (x[~mask], y[~mask])
+            x, y, ids = self.arrays["train"]
+            val, rest = carve_val(np.arange(len(x)), self.n_val, self.seed, self.name)
+            self.arrays["val"] = (x[val], y[val], ids[val])
+            self.arrays["train"] = (x[rest], y[rest], ids[rest])
         self._splits = {}
 
     # -- reading --------------------------------------------------------------------------------
@@ -192,18 +190,13 @@ class Features(HashingDataset):
 
     def split(self, name: str) -> ArraySplit:
         if name not in self._splits:
-            x, y = self.arrays[name]
-            self._splits[name] = ArraySplit(x, y)
+            x, y, ids = self.arrays[name]
+            self._splits[name] = ArraySplit(x, y, ids=ids)
         return self._splits[name]
 
     def split_sizes(self) -> dict[str, int]:
         return {s: int(len(self.arrays[s][0])) for s in self.splits()}
 
     def inventory(self) -> dict:
-        rows = sum(len(x) for x, _ in self.arrays.values())
-        labelled = sum(int(y.any(axis=1).sum()) for _, y in self.arrays.values())
-        return {"dataset": self.name, "data_root": str(self.data_root), "images": int(rows),
-                "labelled": labelled, "classes": len(self.class_names),
-                "class_names": list(self.class_names), "missing": 0, "corrupt": 0,
-                "usable": int(rows), "dim": int(next(iter(self.arrays.values()))[0].shape[1]),
-                "report": None, "published": {}}
+        return {**super().inventory(), "data_root": str(self.data_root),
+                "dim": int(next(iter(self.arrays.values()))[0].shape[1])}

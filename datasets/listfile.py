@@ -22,7 +22,8 @@ import numpy as np
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
 
-from ._common import Catalogue, RawImageDataset, parse_list_file, read_text_lines
+from ._raw import Catalogue, RawImageDataset
+from ._text import parse_class_names, parse_list_file
 
 
 def _as_list(value) -> list[str]:
@@ -58,6 +59,8 @@ class ListFile(RawImageDataset):
 
     name = "listfile"
     drop_unlabelled = False
+    _parameter_constraints = {"train": [Path], "query": [Path], "database": [Path], "val": [Path, None],
+                              "strip_prefix": [str, list, None], "class_names": [str, list, None]}
 
     def __init__(self, data_root, *, train="train.txt", query="test.txt", database="database.txt",
                  val=None, strip_prefix=None, class_names=None, n_val: int = 0, seed: int = 0,
@@ -84,22 +87,6 @@ class ListFile(RawImageDataset):
                 return candidate
         raise HashbenchError(f"{self.name}: expected the {split} list file {spec} at "
                              f"{self.data_root / path} (or {Path.cwd() / path}), not found")
-
-    def _names(self, width: int) -> list[str]:
-        arg = self._class_names_arg
-        if arg is None:
-            return [str(i) for i in range(width)]
-        if isinstance(arg, (list, tuple)):
-            names = [str(a) for a in arg]
-        else:
-            path = Path(str(arg)).expanduser()
-            found = next((p for p in (path, self.data_root / path) if p.is_file()), None)
-            names = ([n.strip() for n in read_text_lines(found) if n.strip()] if found
-                     else _as_list(arg))
-        if len(names) != width:
-            raise HashbenchError(f"{self.name}: class_names gives {len(names)} names but the list "
-                                 f"files have {width} label columns")
-        return names
 
     def _read_catalogue(self) -> Catalogue:
         order = [s for s in ("database", "train", "query", "val") if s in self.files]
@@ -149,5 +136,6 @@ class ListFile(RawImageDataset):
                     f"{self.name}: {len(both)} images of the val list are also queries (e.g. "
                     f"{rels[both[0]]}); the query set must never be used for model selection")
         return Catalogue(image_root=self.data_root, rels=rels, labels=all_labels,
-                         class_names=self._names(width), fixed=fixed,
+                         class_names=parse_class_names(self._class_names_arg, width, self.name, self.data_root),
+                         fixed=fixed,
                          notes={"list_files": {s: str(parsed[s][0]) for s in order}})

@@ -36,7 +36,11 @@ import numpy as np
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
 
-from ._common import Catalogue, RawImageDataset, missing_file_error, random_protocol, read_text_lines
+from hashbench.params import Interval, Options
+
+from ._raw import Catalogue, RawImageDataset
+from ._splits import random_protocol
+from ._text import missing_file_error, read_text_lines
 
 #: The 24 potential labels, alphabetical: the column order of the label matrix.
 POTENTIAL = ("animals", "baby", "bird", "car", "clouds", "dog", "female", "flower", "food", "indoor",
@@ -74,7 +78,7 @@ class MirFlickr25k(RawImageDataset):
     scale_down : bool
         Shrink split sizes proportionally when the tree is too small for them.
     cache_dir : str or Path, optional
-        Where split files, reports and prepared images go (default: see ``_common``).
+        Where split files, reports and prepared images go (default: see ``_raw``).
     use_cache : bool
         Read prepared images (``hashbench data prepare``) when they exist.
     """
@@ -84,6 +88,9 @@ class MirFlickr25k(RawImageDataset):
                  "standard": "n_query queries; n_train training images from the database; "
                              "database = the rest"}
     published = {"images": 25000, "labelled": 24581, "classes": 24}
+    _parameter_constraints = {"protocol": [Options(*protocols)], "n_query": [Interval(int, 1, None)],
+                              "n_train": [Interval(int, 1, None)], "label_set": [Options(*LABEL_SETS)],
+                              "annotation_dir": [Path, None]}
 
     def __init__(self, data_root, *, protocol: str = "dsrh", seed: int = 0, image_size: int = 224,
                  n_query: int = 2000, n_train: int = 5000, n_val: int = 1000,

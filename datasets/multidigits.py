@@ -22,6 +22,7 @@ import numpy as np
 
 from hashbench.datasets.base import ArraySplit, HashingDataset, cache_root
 from hashbench.errors import HashbenchError
+from hashbench.params import Interval
 from hashbench.registry import DATASETS
 from hashbench.atomic import atomic_write
 
@@ -107,7 +108,14 @@ class MultiDigits(HashingDataset):
         Where generated canvases are cached; default ``$HASHBENCH_CACHE`` or ``~/.cache/hashbench``.
     """
 
+    name = "multidigits"
     class_names = [str(d) for d in range(10)]
+    _parameter_constraints = {
+        "n_train": [Interval(int, 1, None)], "n_query": [Interval(int, 1, None)], "n_database": [Interval(int, 1, None)],
+        "canvas_size": [Interval(int, 8, None)], "max_digits": [Interval(int, 1, 4)],
+        "unseen_fraction": [Interval(float, 0, 1, closed="neither")], "seed": [Interval(int, 0, None)],
+        "cache_dir": [str, None],
+    }
 
     def __init__(self, *, n_train=3000, n_query=500, n_database=3000, canvas_size=32, max_digits=4,
                  unseen_fraction=0.3, seed=0, cache_dir=None):
@@ -136,7 +144,8 @@ class MultiDigits(HashingDataset):
         return arrays
 
     def split(self, name: str) -> ArraySplit:
-        return ArraySplit(self._arrays[f"{name}_x"], self._arrays[f"{name}_y"])
+        y = self._arrays[f"{name}_y"]
+        return ArraySplit(self._arrays[f"{name}_x"], y, ids=[f"{name}/{i}" for i in range(len(y))])
 
     def instances(self, name: str) -> np.ndarray:
         """(n, 4) indices into ``load_digits()`` of the digit drawn in each cell, -1 if empty."""

@@ -34,8 +34,11 @@ import numpy as np
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
 
-from ._common import (Catalogue, RawImageDataset, log, missing_file_error, per_concept_protocol,
-                      random_protocol, read_binary_column, read_text_lines)
+from hashbench.params import Interval, Options
+
+from ._raw import Catalogue, RawImageDataset, log
+from ._splits import per_concept_protocol, random_protocol
+from ._text import missing_file_error, read_binary_column, read_text_lines
 
 #: The 21 most frequent concepts as reported by peers, most frequent first (for comparison only:
 #: the loader counts them itself).
@@ -151,6 +154,8 @@ class NusWide81(_NusWide):
                  "standard": "n_query queries; n_train training images from the database; "
                              "database = the rest"}
     published = {"images": 269648, "classes": 81}
+    _parameter_constraints = {"protocol": [Options(*protocols)], "n_query": [Interval(int, 1, None)],
+                              "n_train": [Interval(int, 1, None)], "image_dir": [Path, None]}
 
     def __init__(self, data_root, *, protocol: str = "dsrh", seed: int = 0, image_size: int = 224,
                  n_query: int = 2100, n_train: int = 10500, n_val: int = 1000, image_dir=None,
@@ -186,6 +191,9 @@ class NusWide21(_NusWide):
                              "concept; database = all but the queries",
                  "dsrh": "n_query random labelled queries; database = training set = the rest"}
     published = {"images": 269648, "labelled": 195834, "classes": 21}
+    _parameter_constraints = {"protocol": [Options(*protocols)], "n_query": [Interval(int, 1, None)],
+                              "per_concept_query": [Interval(int, 1, None)],
+                              "per_concept_train": [Interval(int, 1, None)], "image_dir": [Path, None]}
 
     def __init__(self, data_root, *, protocol: str = "standard", seed: int = 0,
                  image_size: int = 224, per_concept_query: int = 100, per_concept_train: int = 500,

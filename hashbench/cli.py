@@ -10,61 +10,66 @@ from hashbench.errors import HashbenchError
 RUN_EPILOG_HEAD = """Each word is key=value; lists are comma-separated. Keys:"""
 
 
-def _keys_help(keys: dict, sections: dict, examples: list[str]) -> str:
+def _keys_help(words, examples: list[str]) -> str:
     lines = [RUN_EPILOG_HEAD]
-    lines += [f"  {k:<10} {v}" for k, v in keys.items()]
-    if sections:
+    lines += [f"  {k:<12} {f.help}" for k, f in words.keys.items()]
+    if words.sections:
         lines.append("Dotted keys set any config value of a section:")
-        lines += [f"  {k + '.KEY':<10} {v}" for k, v in sections.items()]
+        lines += [f"  {k + '.KEY':<12} {v}" for k, v in words.sections.items()]
+    if words.free:
+        lines.append(f"Any other key=value: {words.free}.")
     lines.append("Examples:\n" + "\n".join(f"  {e}" for e in examples))
     return "\n".join(lines)
 
 
 def _run_help() -> str:
-    from hashbench.config import RUN_KEYS, SECTIONS
+    from hashbench.config import RUN_WORDS
 
-    return _keys_help(RUN_KEYS, SECTIONS, [
+    return _keys_help(RUN_WORDS, [
         "hashbench run methods=dsrh",
         "hashbench run methods=dsrh,random bits=32 seeds=0,1,2 epochs=5 out=sweep   (rerun: skips what is done)",
         "hashbench run methods=my_method plugins=my_plugin.py"])
 
 
 def _eval_help() -> str:
-    from hashbench.config import EVAL_KEYS, EVAL_SECTIONS
+    from hashbench.config import EVAL_WORDS
 
-    return _keys_help(EVAL_KEYS, EVAL_SECTIONS, [
+    return _keys_help(EVAL_WORDS, [
         "hashbench eval out=sweep metrics=map@100,p@10,ndcg@50",
         "hashbench eval out=sweep eval.ties=index methods=dsrh bits=32,64"])
 
 
 def _table_help() -> str:
-    from hashbench.config import TABLE_KEYS
+    from hashbench.config import TABLE_WORDS
 
-    return _keys_help(TABLE_KEYS, {}, [
+    return _keys_help(TABLE_WORDS, [
         "hashbench table out=sweep", "hashbench table out=sweep format=latex metrics=map,ndcg@100",
         "hashbench table out=sweep format=csv > results.csv"])
 
 
 def _plot_help() -> str:
-    from hashbench.config import PLOT_KEYS
+    from hashbench.config import PLOT_WORDS
 
-    return _keys_help(PLOT_KEYS, {}, [
+    return _keys_help(PLOT_WORDS, [
         "hashbench plot out=sweep", "hashbench plot out=sweep to=paper/figures methods=dsrh,dpsh ks=10,100,1000"])
 
 
+def _plugins(names) -> None:
+    from hashbench.plugins import import_plugin
+
+    for plugin in names or []:
+        import_plugin(str(plugin))
+
+
 def cmd_run(args) -> int:
-    from hashbench.config import build_run_config, parse_words
-    from hashbench.plugins import import_plugin, load_entry_points
+    from hashbench.config import RUN_WORDS, build_run_config, parse_words
+    from hashbench.plugins import load_entry_points
     from hashbench.runner import Runner
 
-    words = parse_words(args.words)
+    words = parse_words(args.words, RUN_WORDS)
     load_entry_points()
-    for plugin in words.get("plugins", []):
-        import_plugin(str(plugin))
-    cfg = build_run_config(words)
-    for plugin in cfg.get("plugins", []):
-        import_plugin(str(plugin))
-    runner = Runner(cfg)
+    _plugins(words.get("plugins"))
+    runner = Runner(build_run_config(words, import_plugins=_plugins))
     try:
         runner.run()
     finally:
@@ -72,38 +77,32 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _plugins(words: dict) -> None:
-    from hashbench.plugins import import_plugin, load_entry_points
-
-    load_entry_points()
-    for plugin in words.get("plugins", []):
-        import_plugin(str(plugin))
-
-
 def cmd_eval(args) -> int:
-    from hashbench.config import EVAL_KEYS, EVAL_SECTIONS, FILTER_LIST_KEYS, parse_words
-    from hashbench.runner import evaluate_stored
+    from hashbench.config import EVAL_WORDS, parse_words
+    from hashbench.plugins import load_entry_points
+    from hashbench.stored import evaluate_stored
 
-    words = parse_words(args.words, EVAL_KEYS, EVAL_SECTIONS, FILTER_LIST_KEYS)
-    _plugins(words)
+    words = parse_words(args.words, EVAL_WORDS)
+    load_entry_points()
+    _plugins(words.get("plugins"))
     evaluate_stored(words)
     return 0
 
 
 def cmd_table(args) -> int:
-    from hashbench.config import FILTER_LIST_KEYS, TABLE_KEYS, parse_words
-    from hashbench.runner import table
+    from hashbench.config import TABLE_WORDS, parse_words
+    from hashbench.stored import table
 
-    words = parse_words(args.words, TABLE_KEYS, {}, FILTER_LIST_KEYS)
+    words = parse_words(args.words, TABLE_WORDS)
     sys.stdout.write(table(words))
     return 0
 
 
 def cmd_plot(args) -> int:
-    from hashbench.config import FILTER_LIST_KEYS, PLOT_KEYS, parse_words
+    from hashbench.config import PLOT_WORDS, parse_words
     from hashbench.plots import plot
 
-    words = parse_words(args.words, PLOT_KEYS, {}, FILTER_LIST_KEYS)
+    words = parse_words(args.words, PLOT_WORDS)
     paths = plot(words, stream=sys.stderr)
     where = sorted({str(p.parent) for p in paths})
     print(f"wrote {len(paths)} files to {', '.join(where) or '-'}:")

@@ -1,160 +1,238 @@
-"""Run configuration: mmengine Python config files composed with ``key=value`` words.
+"""Run configuration: mmengine Python config files composed with ``key=value`` words, then checked.
 
 A run starts from ``configs/default.py`` (or ``config=FILE``), which inherits the runtime,
-dataset, backbone and schedule files under ``configs/_base_/`` via ``_base_``. Then:
+dataset, backbone and schedule files under ``configs/_base_/`` via ``_base_``
+(``mmengine.config.Config.fromfile``). Then:
 
 - ``dataset=NAME`` replaces the dataset block with ``configs/datasets/NAME.py`` (or
   ``dict(type=NAME)`` for a registered dataset without a config file);
 - each method of ``methods=a,b`` contributes ``configs/methods/NAME.py`` (or ``dict(type=NAME)``),
   merged into its own copy of the run config;
-- dotted words set any key of a section: ``backbone.name=resnet18``, ``method.margin=2``,
-  ``train.lr=3e-4``, ``dataset.n_train=500``, ``eval.ties=index``.
+- dotted words set any key of a section (mmengine's ``merge_from_dict``): ``backbone.name=resnet18``,
+  ``method.margin=2``, ``train.lr=3e-4``, ``dataset.n_train=500``, ``eval.ties=index``.
+
+Everything is checked before any data is loaded, against the declared schemas
+(:mod:`hashbench.settings` for ``train``, ``eval``, ``classic`` and the top-level keys; the
+registered class a ``type`` names for ``backbone``, ``dataset`` and ``method``): an unknown key
+is refused naming the closest valid one, a value of the wrong kind or range naming what is valid.
+
+One word parser (:func:`parse_words`) serves every command; each declares its words as a
+:class:`Words` table.
 """
 from __future__ import annotations
 
 import ast
 import copy
+import traceback
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 from hashbench.errors import HashbenchError, suggest
-from hashbench.registry import DATASETS, METHODS, entries
+from hashbench.params import Field, Flag, Interval, ListOf, Options, check, check_params, required_params
+from hashbench.registry import BACKBONES, DATASETS, METHODS, entries, lookup
+from hashbench.settings import CLASSIC, EVAL, RUN, TRAIN
 
 CONFIG_ROOT = Path(str(files("hashbench.configs")))
+SECTION_NAMES = ("train", "eval", "classic", "backbone", "dataset", "method")
 
-# Top-level words of `hashbench run`, with the help text `hashbench run --help` shows.
-RUN_KEYS = {
-    "methods": "comma-separated method names (configs/methods/NAME.py or any registered method); default dsrh",
-    "dataset": "dataset name (configs/datasets/NAME.py or any registered dataset); default multidigits",
-    "bits": "code lengths, comma-separated, each 1..1024; default 16,32,48,64",
-    "seeds": "seeds, comma-separated non-negative integers; default 0",
-    "epochs": "training epochs (shorthand for train.epochs)",
-    "device": "auto (CUDA when present, else CPU), cpu, cuda or cuda:N; default auto",
-    "out": "output folder: results.jsonl is appended to (runs already there are skipped), codes/ saved, "
-           "tables-<run>.md written; default out",
-    "data_root": "dataset folder (shorthand for dataset.data_root)",
-    "plugins": "modules or .py files to import first (they register methods, datasets, ...)",
-    "config": "config file to start from instead of configs/default.py",
-    "force": "true: recompute runs already in out/results.jsonl (default false: they are skipped)",
-    "launcher": "none (one process, default) or pytorch (under torchrun: DDP, DSRH triplets over the global batch)",
-    "blas_threads": "BLAS threads while classic methods fit and encode (default: the BLAS library's own; "
-                    "1 is faster on small machines, where threads of many small products wait on busy cores)",
-}
-SECTIONS = {
-    "method": "parameters of every method in the run, e.g. method.margin=2",
-    "backbone": "timm backbone, e.g. backbone.name=resnet18 backbone.checkpoint=/path/weights.pth",
-    "dataset": "dataset parameters, e.g. dataset.n_train=500",
-    "train": "optimisation, e.g. train.lr=3e-4 train.batch_size=128 train.precision=bf16",
-    "eval": "evaluation, e.g. eval.ties=index eval.metrics=map,ndcg@100",
-    "classic": "classic methods' input: classic.features=backbone (frozen backbone, default) or pixels",
-}
-LIST_KEYS = {"methods", "bits", "seeds", "plugins", "eval.metrics", "eval.tables", "metrics", "ks"}
 
-# Words of the commands that read an out= folder. Filters (methods, dataset, bits, seeds) take lists.
-_FILTERS = {
-    "methods": "only these methods (comma-separated); default all stored",
-    "dataset": "only these datasets (comma-separated); default all stored",
-    "bits": "only these code lengths; default all stored",
-    "seeds": "only these seeds; default all stored",
-}
-EVAL_KEYS = {
-    "out": "the output folder of earlier runs (results.jsonl, codes/); default out",
-    "metrics": "metrics to compute from the saved codes, e.g. map,p@10,ndcg@50 (default: each run's own)",
-    **_FILTERS,
-    "force": "true: re-evaluate metrics that are already stored (default false: only missing ones)",
-    "plugins": "modules or .py files to import first",
-}
-EVAL_SECTIONS = {"eval": "evaluation conventions, e.g. eval.ties=index eval.no_relevant=skip "
-                         "eval.ap_denominator=min_r_k eval.tables=map,p@10"}
-TABLE_KEYS = {
-    "out": "the output folder holding results.jsonl; default out",
-    "format": "markdown (default), latex or csv",
-    "metrics": "metrics to tabulate (default: the runs' eval.tables)",
-    **_FILTERS,
-}
-PLOT_KEYS = {
-    "out": "the output folder holding results.jsonl and codes/; default out",
-    "to": "folder for the PNG files; default OUT/figures",
-    "metrics": "metrics plotted against code length (default: the runs' eval.tables)",
-    **_FILTERS,
-    "ks": "cuts k of the NDCG@k and P@k curves (default 1,10,20,50,100,200,500,1000,2000,5000, "
-          "up to the database size)",
-}
-FILTER_LIST_KEYS = LIST_KEYS | {"dataset"}
+# ------------------------------------------------------------------------------ words
+@dataclass
+class Words:
+    """The ``key=value`` words one command accepts.
+
+    ``keys``: name → :class:`~hashbench.params.Field` (constraints and help); ``sections``: dotted
+    prefixes accepted (``train`` admits ``train.lr=...``), with help; ``lists``: keys whose values
+    are comma-separated lists (a single value becomes a one-element list); ``free``: other keys
+    are collected for a later check (``data``: the dataset's own parameters), else refused.
+    """
+
+    keys: dict[str, Field]
+    sections: dict[str, str] = field(default_factory=dict)
+    lists: frozenset = frozenset()
+    free: str | None = None
 
 
 def parse_value(text: str) -> Any:
-    """A word's value: bool/None words, numbers, Python literals, else the string itself."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
+    """A word's value, parsed as mmengine's ``DictAction`` does (numbers, true/false, None, lists
+    on commas, Python literals), and ``none``/``null`` in any case as None."""
+    if text.strip().lower() in ("none", "null"):
         return None
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    value = DictAction._parse_iterable(text)
+    return list(value) if isinstance(value, tuple) else value
 
 
-def parse_words(words: list[str], keys: dict[str, str] = RUN_KEYS, sections: dict[str, str] = SECTIONS,
-                lists: set[str] = LIST_KEYS) -> dict[str, Any]:
-    """``key=value`` words → dict; lists split on commas; unknown keys refused with suggestions.
-
-    ``keys`` and ``sections`` are the words a command accepts (``hashbench run``'s by default);
-    ``lists`` the keys whose values are comma-separated lists.
-    """
-    valid = list(keys) + [f"{s}.<key>" for s in sections]
+def parse_words(words: list[str], spec: "Words | None" = None) -> dict[str, Any]:
+    """``key=value`` words → dict, each top-level value checked against its field; dotted words
+    kept for their section's check; unknown keys refused with the closest valid ones first.
+    ``spec`` defaults to :data:`RUN_WORDS`."""
+    spec = RUN_WORDS if spec is None else spec
+    valid = list(spec.keys) + [f"{s}.<key>" for s in spec.sections]
     out: dict[str, Any] = {}
     for word in words:
         if "=" not in word:
-            where = f", or section.key for sections {', '.join(sections)}" if sections else ""
-            raise HashbenchError(f"expected key=value, got {word!r}; keys: {', '.join(keys)}{where}")
+            where = f", or section.key for sections {', '.join(spec.sections)}" if spec.sections else ""
+            raise HashbenchError(f"expected key=value, got {word!r}; keys: {', '.join(spec.keys)}{where}")
         key, _, raw = word.partition("=")
         head = key.split(".", 1)[0]
-        if key not in keys and not ("." in key and head in sections):
+        known = key in spec.keys or ("." in key and head in spec.sections and key.split(".", 1)[1] != "")
+        if not known and not (spec.free and "." not in key and key):
             raise HashbenchError(f"unknown key {key!r}; valid: {', '.join(suggest(key, valid))}")
         if raw == "":
             raise HashbenchError(f"{key}= has no value")
-        if key in lists:
-            out[key] = [parse_value(v) for v in raw.split(",") if v != ""]
-        else:
-            out[key] = parse_value(raw)
-    for key in ("bits", "seeds"):
-        if key in out:
-            out[key] = [_check_int(key, v) for v in out[key]]
-    if "epochs" in out:
-        out["epochs"] = _check_int("epochs", out["epochs"], low=1, high=100000)
-    if "blas_threads" in out:
-        out["blas_threads"] = _check_int("blas_threads", out["blas_threads"], low=1, high=4096)
-    if "ks" in out:
-        out["ks"] = [_check_int("ks", v, low=1, high=2**31 - 1) for v in out["ks"]]
-    if "force" in out and not isinstance(out["force"], bool):
-        raise HashbenchError(f"force must be true or false; got {out['force']!r}")
-    for key in ("out", "to", "format"):
-        if key in out:
-            out[key] = str(out[key])
-    for key in ("dataset", "metrics"):
-        if key in out and isinstance(out[key], list):
-            out[key] = [str(v) for v in out[key]]
+        value = parse_value(raw)
+        if key in spec.lists and not isinstance(value, list):
+            value = [value]
+        if key in spec.keys:
+            value = check(key, value, spec.keys[key].constraints)
+        out[key] = value
     return out
 
 
-def _check_int(key: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    limits = {"bits": (1, 1024), "seeds": (0, 2**32 - 1)}
-    lo, hi = limits.get(key, (low, high))
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise HashbenchError(f"{key} must be integers in {lo}..{hi}; got {value!r}")
-    return value
+def _filters() -> dict[str, Field]:
+    return {
+        "methods": Field([ListOf(str, 1)], None, "only these methods (comma-separated); default all stored"),
+        "dataset": Field([ListOf(str, 1)], None, "only these datasets (comma-separated); default all stored"),
+        "bits": Field([ListOf(Interval(int, 1, 1024), 1)], None, "only these code lengths; default all stored"),
+        "seeds": Field([ListOf(Interval(int, 0, 2**32 - 1), 1)], None, "only these seeds; default all stored"),
+    }
 
 
-def _load(path: Path) -> dict:
+_LISTS = frozenset({"methods", "bits", "seeds", "plugins", "metrics", "ks", "dataset"})
+
+RUN_WORDS = Words(
+    keys={
+        "methods": Field([ListOf(str, 1)], None, "comma-separated method names (configs/methods/NAME.py or any "
+                                                 "registered method); default dsrh"),
+        "dataset": Field([str], None, "dataset name (configs/datasets/NAME.py or any registered dataset); "
+                                      "default multidigits"),
+        "bits": Field(RUN.fields["bits"].constraints, None, "code lengths, comma-separated, each 1..1024; "
+                                                           "default 16,32,48,64"),
+        "seeds": Field(RUN.fields["seeds"].constraints, None, "seeds, comma-separated non-negative integers; "
+                                                             "default 0"),
+        "epochs": Field(TRAIN.fields["epochs"].constraints, None, "training epochs (shorthand for train.epochs)"),
+        "device": Field([str], None, "auto (CUDA when present, else CPU), cpu, cuda or cuda:N; default auto"),
+        "out": Field([str], None, "output folder: results.jsonl is appended to (runs already there are skipped), "
+                                  "codes/ saved, tables-<run>.md written; default out"),
+        "data_root": Field([str], None, "dataset folder (shorthand for dataset.data_root)"),
+        "plugins": Field([ListOf(str)], None, "modules or .py files to import first (they register methods, "
+                                              "datasets, ...)"),
+        "config": Field([str], None, "config file to start from instead of configs/default.py"),
+        "force": Field([Flag()], None, "true: recompute runs already in out/results.jsonl (default false: they "
+                                       "are skipped)"),
+        "launcher": Field(RUN.fields["launcher"].constraints, None, "none (one process, default) or pytorch "
+                                                                   "(under torchrun: DDP over the global batch)"),
+        "blas_threads": Field([Interval(int, 1, 4096)], None,
+                              "BLAS threads while classic methods fit and encode (default: the BLAS library's own; "
+                              "1 is faster on small machines, where threads of many small products wait on busy "
+                              "cores)"),
+    },
+    sections={
+        "method": "parameters of every method in the run that takes them, e.g. method.margin=2",
+        "backbone": "backbone, e.g. backbone.name=resnet18 backbone.checkpoint=/path/weights.pth",
+        "dataset": "dataset parameters, e.g. dataset.n_train=500",
+        "train": "optimisation, e.g. train.lr=3e-4 train.batch_size=128 train.precision=bf16",
+        "eval": "evaluation, e.g. eval.ties=index eval.metrics=map,ndcg@100",
+        "classic": "classic methods' input: classic.features=backbone (frozen backbone, default) or pixels",
+    },
+    lists=_LISTS - {"dataset"} | {"eval.metrics", "eval.tables"},
+)
+EVAL_WORDS = Words(
+    keys={
+        "out": Field([str], None, "the output folder of earlier runs (results.jsonl, codes/); default out"),
+        "metrics": Field([ListOf(str, 1)], None, "metrics to compute from the saved codes, e.g. map,p@10,ndcg@50 "
+                                                 "(default: each run's own)"),
+        **_filters(),
+        "force": Field([Flag()], None, "true: re-evaluate metrics that are already stored (default false: only "
+                                       "missing ones)"),
+        "plugins": Field([ListOf(str)], None, "modules or .py files to import first"),
+    },
+    sections={"eval": "evaluation conventions, e.g. eval.ties=index eval.no_relevant=skip "
+                      "eval.ap_denominator=min_r_k eval.tables=map,p@10"},
+    lists=_LISTS | {"eval.metrics", "eval.tables"},
+)
+TABLE_WORDS = Words(
+    keys={
+        "out": Field([str], None, "the output folder holding results.jsonl; default out"),
+        "format": Field([Options("markdown", "latex", "csv")], None, "markdown (default), latex or csv"),
+        "metrics": Field([ListOf(str, 1)], None, "metrics to tabulate (default: the runs' eval.tables)"),
+        **_filters(),
+    },
+    lists=_LISTS,
+)
+PLOT_WORDS = Words(
+    keys={
+        "out": Field([str], None, "the output folder holding results.jsonl and codes/; default out"),
+        "to": Field([str], None, "folder for the PNG files; default OUT/figures"),
+        "metrics": Field([ListOf(str, 1)], None, "metrics plotted against code length (default: the runs' "
+                                                 "eval.tables)"),
+        **_filters(),
+        "ks": Field([ListOf(Interval(int, 1, 2**31 - 1), 1)], None,
+                    "cuts k of the NDCG@k and P@k curves (default 1,10,20,50,100,200,500,1000,2000,5000, up to "
+                    "the database size)"),
+    },
+    lists=_LISTS,
+)
+DATA_WORDS = Words(
+    keys={
+        "dataset": Field([str], None, "the dataset, e.g. mirflickr25k (hashbench list datasets)"),
+        "workers": Field([Interval(int, 0, None), None], None, "decoding worker processes (default: by size)"),
+        "decode": Field([Flag()], None, "verify: fully decode every image (default true)"),
+        "split": Field([str], None, "time: the split to read (default train)"),
+        "batch_size": Field([Interval(int, 1, None)], None, "time: batch size (default 64)"),
+        "threads": Field([Interval(int, 1, None)], None, "time: torch threads (default 1)"),
+    },
+    free="dataset parameters",
+)
+
+
+# ------------------------------------------------------------------------------ config files
+def _syntax_error_in(path: Path, seen: set | None = None) -> tuple[Path, SyntaxError] | None:
+    """The file (``path`` or one of its ``_base_`` files) that does not parse, and the error."""
+    seen = set() if seen is None else seen
+    if path in seen or not path.is_file():
+        return None
+    seen.add(path)
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except SyntaxError as e:
+        return path, e
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                return None
+            for base in [bases] if isinstance(bases, str) else bases:
+                found = _syntax_error_in((path.parent / base).resolve(), seen)
+                if found:
+                    return found
+    return None
+
+
+def load_file(path: Path) -> dict:
+    """A config file (with its ``_base_`` files) as a dict; any failure is one line naming the
+    file (and the line) at fault."""
+    path = Path(path)
+    if not path.is_file():
+        raise HashbenchError(f"config file {str(path)!r} does not exist")
     try:
         return Config.fromfile(str(path)).to_dict()
-    except FileNotFoundError:
-        raise HashbenchError(f"config file {str(path)!r} does not exist") from None
+    except FileNotFoundError as e:
+        raise HashbenchError(f"config file {str(path)!r}: its _base_ {e.filename!r} does not exist") from None
+    except SyntaxError as e:
+        where, err = _syntax_error_in(path.resolve()) or (path, e)
+        raise HashbenchError(f"config file {str(where)!r} line {err.lineno}: {err.msg}") from None
+    except Exception as e:  # noqa: BLE001 - whatever the file's code raised, say where
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".py")
+                  and "mmengine" not in f.filename]
+        where = f"config file {frames[-1].filename!r} line {frames[-1].lineno}" if frames else \
+            f"config file {str(path)!r}"
+        raise HashbenchError(f"{where}: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -168,16 +246,6 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def _set(cfg: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for p in parents:
-        node = node.setdefault(p, {})
-        if not isinstance(node, dict):
-            raise HashbenchError(f"cannot set {dotted!r}: {p!r} is not a section")
-    node[leaf] = value
-
-
 def available(kind: str) -> list[str]:
     """Names accepted for ``methods=`` (kind "methods") or ``dataset=`` (kind "datasets")."""
     registry = METHODS if kind == "methods" else DATASETS
@@ -185,82 +253,187 @@ def available(kind: str) -> list[str]:
     return sorted(set(from_files) | set(entries(registry)))
 
 
-def _part(kind: str, name: str, block: str) -> dict:
+def _part(kind: str, name: Any, block: str) -> dict:
     """The config contributed by a method or dataset name."""
     if not isinstance(name, str):
         raise HashbenchError(f"{kind[:-1]} names are strings; got {name!r}")
     path = CONFIG_ROOT / kind / f"{name}.py"
     if path.exists():
-        return _load(path)
+        return load_file(path)
     registry = METHODS if kind == "methods" else DATASETS
     if name in entries(registry):
         return {block: dict(type=name)}
     raise HashbenchError(f"unknown {kind[:-1]} {name!r}; valid: {', '.join(suggest(name, available(kind)))}")
 
 
-def build_run_config(words: dict[str, Any]) -> dict:
-    """The resolved run config (without per-method parts) from parsed ``key=value`` words."""
-    start = Path(words["config"]) if "config" in words else CONFIG_ROOT / "default.py"
-    cfg = _load(start)
-    if "dataset" in words:
-        part = _part("datasets", words["dataset"], "dataset")
-        cfg["dataset"] = part.pop("dataset")
-        cfg = _merge(cfg, part)
-    cfg["dataset_name"] = words.get("dataset", cfg["dataset"]["type"])
-    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher", "blas_threads"):
-        if key in words:
-            cfg[key] = words[key]
-    if "epochs" in words:
-        _set(cfg, "train.epochs", words["epochs"])
-    if "data_root" in words:
-        _set(cfg, "dataset.data_root", words["data_root"])
-    cfg["method_overrides"] = {}
-    for key, value in words.items():
-        if "." in key:
-            section, rest = key.split(".", 1)
-            if section == "method":
-                cfg["method_overrides"][rest] = value
-            else:
-                _set(cfg, key, value)
-    if not cfg.get("methods"):
-        raise HashbenchError("no methods to run; pass methods=NAME[,NAME...]")
-    return cfg
+# ------------------------------------------------------------------------------ checks of sections
+def _check_block(section: str, registry, block: Any, prefix: str | None = None) -> dict:
+    """A backbone/dataset/method block: its ``type`` registered, its parameters the class's
+    (named ``<prefix><key>`` in messages, ``<section>.`` by default)."""
+    if not isinstance(block, dict):
+        raise HashbenchError(f"{section} must be a dict with a 'type'; got {block!r}")
+    if "type" not in block:
+        raise HashbenchError(f"{section} needs a 'type' (hashbench list {registry.name}s); got {block!r}")
+    target = lookup(registry, block["type"])
+    params = {k: v for k, v in block.items() if k != "type"}
+    checked = check_params(f"{registry.name} {block['type']!r}", target, params,
+                           prefix=f"{section}." if prefix is None else prefix)
+    return {"type": block["type"], **checked}
 
 
-def _accepts(method_type: Any, key: str) -> bool:
+def check_dataset(block: dict, prefix: str = "dataset.") -> dict:
+    """A dataset block checked, its required parameters (``data_root``) present."""
+    block = _check_block("dataset", DATASETS, block, prefix)
+    missing = [p for p in required_params(lookup(DATASETS, block["type"])) if p not in block]
+    if missing:
+        raise HashbenchError(f"dataset {block['type']!r} needs {prefix}{missing[0]} (e.g. {missing[0]}=DIR "
+                             f"on the command line)")
+    return block
+
+
+def check_eval(ev: dict) -> dict:
+    """The eval section with defaults, every metric name resolved and the tables among the metrics
+    (the default tables keep those of the metrics that are computed, or the first four metrics)."""
+    from hashbench.metrics import conventions, parse_metric
+
+    ev = EVAL.check(ev)
+    for m in ev["metrics"]:
+        parse_metric(m)
+    if ev["tables"] == EVAL.fields["tables"].default:  # the default tables follow the metrics asked for
+        ev["tables"] = [t for t in ev["tables"] if t in ev["metrics"]] or list(ev["metrics"][:4])
+    for t in ev["tables"]:
+        parse_metric(t)
+        if t not in ev["metrics"]:
+            raise HashbenchError(f"eval.tables names {t!r}, which is not in eval.metrics "
+                                 f"({', '.join(ev['metrics'])}); add it there or table one of those")
+    conventions(ties=ev["ties"], ap_denominator=ev["ap_denominator"], no_relevant=ev["no_relevant"])
+    return ev
+
+
+def check_device(name: str) -> str:
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise HashbenchError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    return name
+
+
+def _check_run(cfg: dict) -> dict:
+    """Every top-level key and section of a composed run config, checked (not filled: the
+    sections stay as written, which is what the config hash is made of)."""
+    for key in cfg:
+        if key not in RUN.fields:
+            raise HashbenchError(f"unknown top-level key {key!r} in the config; valid: "
+                                 f"{', '.join(suggest(str(key), RUN.fields))}")
+    out = dict(cfg)
+    for key, f in RUN.fields.items():
+        if key in SECTION_NAMES or key == "custom_imports":
+            continue
+        out[key] = check(key, cfg[key], f.constraints) if key in cfg else f.default
+    check_device(out["device"])
+    out["train"] = TRAIN.check(cfg.get("train"), fill=False)
+    out["classic"] = CLASSIC.check(cfg.get("classic"), fill=False)
+    out["eval"] = check_eval(cfg.get("eval"))
+    out["backbone"] = _check_block("backbone", BACKBONES, cfg.get("backbone"))
+    out["dataset"] = check_dataset(cfg.get("dataset"))
+    if "method" in cfg and not isinstance(cfg["method"], dict):
+        raise HashbenchError(f"method must be a dict; got {cfg['method']!r}")
+    return out
+
+
+# ------------------------------------------------------------------------------ the run config
+@dataclass
+class RunConfig:
+    """A checked run: ``cfg`` (the composed config, as the user's files and words resolve it, with
+    the top-level defaults and the eval section filled in), the dataset's name and the
+    ``method.KEY`` words (given to every method of the run that takes them)."""
+
+    cfg: dict
+    dataset_name: str
+    method_overrides: dict = field(default_factory=dict)
+
+    def method_config(self, name: str) -> dict:
+        """``cfg`` merged with method ``name``'s config and those ``method.*`` words it takes,
+        the method block checked against the method's parameters."""
+        part = _part("methods", name, "method")
+        if "method" not in part:
+            raise HashbenchError(f"configs/methods/{name}.py defines no 'method' dict")
+        merged = _check_run(_merge(self.cfg, part))
+        target = lookup(METHODS, merged["method"].get("type"))
+        for key, value in self.method_overrides.items():
+            if _accepts(target, key.split(".")[0]):
+                merged["method"] = _merge(merged["method"], _nested(key, value))
+        merged["method"] = _check_block("method", METHODS, merged["method"])
+        return merged
+
+    def method_configs(self) -> dict[str, dict]:
+        """Every method of the run, configured; a ``method.KEY`` word no method takes is refused."""
+        import inspect
+
+        out = {name: self.method_config(name) for name in self.cfg["methods"]}
+        for key in self.method_overrides:
+            head = key.split(".")[0]
+            if head in ("n_bits", "random_state"):
+                raise HashbenchError(f"method.{head} is set by {'bits' if head == 'n_bits' else 'seeds'}=, "
+                                     "not as a method parameter")
+            if not any(_accepts(lookup(METHODS, m["method"]["type"]), head) for m in out.values()):
+                first = next(iter(out.values()))["method"]["type"]
+                params = [p for p in inspect.signature(lookup(METHODS, first)).parameters
+                          if p not in ("n_bits", "random_state")]
+                raise HashbenchError(f"no method in this run takes method.{key}; {first} takes: "
+                                     f"{', '.join(suggest(key, params))}")
+        return out
+
+
+def _nested(dotted: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(dotted.split(".")):
+        out = {part: out}
+    return out
+
+
+def _accepts(target: Any, key: str) -> bool:
     import inspect
 
-    from hashbench.registry import lookup
-
-    target = lookup(METHODS, method_type) if isinstance(method_type, str) else method_type
     params = inspect.signature(target).parameters
     return key in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def method_config(cfg: dict, name: str) -> dict:
-    """``cfg`` merged with method ``name``'s config and those ``method.*`` words it takes."""
-    part = _part("methods", name, "method")
-    if "method" not in part:
-        raise HashbenchError(f"configs/methods/{name}.py defines no 'method' dict")
-    merged = _merge(cfg, part)
-    for key, value in cfg.get("method_overrides", {}).items():
-        if _accepts(merged["method"]["type"], key.split(".")[0]):
-            _set(merged["method"], key, value)
-    merged["method_name"] = name
-    return merged
+def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig:
+    """The checked run config from parsed ``key=value`` words (before any data is loaded).
 
-
-def method_configs(cfg: dict) -> dict[str, dict]:
-    """Every method of the run, configured; a ``method.KEY`` word that no method takes is an error."""
-    import inspect
-
-    from hashbench.registry import lookup
-
-    out = {name: method_config(cfg, name) for name in cfg["methods"]}
-    for key in cfg.get("method_overrides", {}):
-        if not any(_accepts(m["method"]["type"], key.split(".")[0]) for m in out.values()):
-            first = next(iter(out.values()))["method"]["type"]
-            params = [p for p in inspect.signature(lookup(METHODS, first)).parameters if p != "n_bits"]
-            raise HashbenchError(f"no method in this run takes method.{key}; {first} takes: "
-                                 f"{', '.join(suggest(key, params))}")
-    return out
+    ``import_plugins`` (a function of a list of plugin names) is called with the config's
+    ``plugins`` once the config is composed, before the registered names in it are checked.
+    """
+    start = Path(words["config"]) if "config" in words else CONFIG_ROOT / "default.py"
+    cfg = load_file(start)
+    if "dataset" in words:
+        part = _part("datasets", words["dataset"], "dataset")
+        if "dataset" not in part:
+            raise HashbenchError(f"configs/datasets/{words['dataset']}.py defines no 'dataset' dict")
+        cfg["dataset"] = part.pop("dataset")
+        cfg = _merge(cfg, part)
+    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher", "blas_threads"):
+        if key in words:
+            cfg[key] = words[key]
+    dotted = {k: v for k, v in words.items() if "." in k and not k.startswith("method.")}
+    if "epochs" in words:
+        dotted["train.epochs"] = words["epochs"]
+    if "data_root" in words:
+        dotted["dataset.data_root"] = words["data_root"]
+    for key in dotted:
+        section = key.split(".", 1)[0]
+        if section in cfg and not isinstance(cfg[section], dict):
+            raise HashbenchError(f"cannot set {key!r}: {section!r} is not a section")
+    merged = Config(cfg)
+    merged.merge_from_dict(dotted)
+    cfg = merged.to_dict()
+    if import_plugins is not None:
+        plugins = cfg.get("plugins", [])
+        import_plugins(check("plugins", plugins, RUN.fields["plugins"].constraints))
+    dataset_name = words.get("dataset") or (cfg.get("dataset") or {}).get("type")
+    checked = _check_run(cfg)
+    overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("method.")}
+    run = RunConfig(checked, str(dataset_name), overrides)
+    run.method_configs()  # every method block checked now, before any data is loaded
+    return run

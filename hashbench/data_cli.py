@@ -8,9 +8,9 @@ Usage::
                            [threads=1] [key=value ...]
 
 Every ``key=value`` other than ``dataset``, ``workers``, ``decode``, ``split``, ``batch_size`` and
-``threads`` is passed to the dataset's constructor (``protocol=standard``, ``n_query=100``,
-``cache_dir=…``, …). Values ``true``/``false``, ``none`` and numbers are converted. Every action
-takes ``--json``.
+``threads`` is a parameter of the dataset's constructor (``protocol=standard``, ``n_query=100``,
+``cache_dir=…``, …), parsed and checked as ``dataset.KEY`` words of ``hashbench run`` are. Every
+action takes ``--json``.
 
 ``verify`` parses the layout, looks for every file, fully decodes every labelled image that is
 present (``decode=false`` skips this) and forms the splits of the chosen (default) protocol. It
@@ -39,31 +39,12 @@ from hashbench.errors import HashbenchError
 _CLI_ONLY = ("dataset", "workers", "decode", "split", "batch_size", "threads")
 
 
-def parse_value(text: str) -> Any:
-    """``true``/``false``/``yes``/``no`` → bool, ``none``/``null`` → None, numbers → int/float."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def parse_words(words: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for word in words:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise HashbenchError(f"data: expected key=value, got {word!r} (e.g. dataset=mirflickr25k)")
-        out[key.strip()] = parse_value(value)
-    return out
+    """The words of ``hashbench data``: the shared parser (:func:`hashbench.config.parse_words`) with
+    :data:`hashbench.config.DATA_WORDS`; the dataset's own parameters are checked by :func:`_build`."""
+    from hashbench.config import DATA_WORDS, parse_words as parse
+
+    return parse(words, DATA_WORDS)
 
 
 def add_parser(subparsers) -> None:
@@ -81,33 +62,34 @@ def add_parser(subparsers) -> None:
 
 
 def _build(options: dict[str, Any]):
+    from hashbench.config import check_dataset
     from hashbench.registry import DATASETS, build
 
     name = options.get("dataset")
     if not name:
         raise HashbenchError("data: say which dataset, e.g. dataset=mirflickr25k data_root=DIR")
-    cfg = {k: v for k, v in options.items() if k not in _CLI_ONLY}
-    cfg["type"] = name
+    cfg = check_dataset({"type": name, **{k: v for k, v in options.items() if k not in _CLI_ONLY}}, prefix="")
+    # strict=true decides the exit status of verify; the dataset is built to report, not to refuse
     strict = bool(cfg.pop("strict", False))
-    ds = build(DATASETS, cfg)
-    return ds, strict
+    return build(DATASETS, cfg), strict
 
 
 def verify(options: dict[str, Any]) -> tuple[dict, int]:
     """The ``data verify`` report (a dict) and its exit status."""
     ds, strict = _build(options)
-    if ds.kind == "images" and options.get("decode", True):
+    decode = options.get("decode", True)
+    if decode:
         ds.scan(workers=options.get("workers"))
     summary = ds.inventory()
     status = 0
     try:
         summary["splits"] = ds.split_sizes()
-        if getattr(ds, "split_info", None):
-            summary["split_files"] = ds.split_info
+        if ds.split_files():
+            summary["split_files"] = ds.split_files()
     except HashbenchError as exc:
         summary["splits"] = {"error": str(exc)}
         status = 1
-    summary["decoded"] = ds.kind == "images" and bool(options.get("decode", True))
+    summary["decoded"] = bool(decode and ds.preparable)
     if strict and (summary["missing"] or summary["corrupt"]):
         status = 1
     return summary, status
@@ -115,37 +97,35 @@ def verify(options: dict[str, Any]) -> tuple[dict, int]:
 
 def prepare(options: dict[str, Any]) -> tuple[dict, int]:
     ds, _ = _build(options)
-    if ds.kind != "images":
-        raise HashbenchError(f"data prepare: {options.get('dataset')} holds features, not images; "
-                             "there is nothing to decode")
-    result = ds.prepare(workers=options.get("workers"))
-    result.update(dataset=ds.name, image_size=ds.image_size, usable=int(len(ds.pool)),
-                  report=str(ds.report_file) if ds.report_file.is_file() else None)
-    return result, 0
+    return ds.prepare(workers=options.get("workers")), 0
 
 
 def time_epoch(options: dict[str, Any]) -> tuple[dict, int]:
-    """Seconds to read one epoch of a split, decoding JPEGs and (if prepared) from the cache."""
+    """Seconds to read one epoch of a split: decoding the files and, if prepared, from the cache
+    (a dataset held in memory: one pass, labelled ``decode``)."""
     import time
 
+    import torch
     from torch.utils.data import DataLoader
 
-    import torch
-
-    torch.set_num_threads(int(options.pop("threads", 1)))  # oversubscribed threads distort timings
+    torch.set_num_threads(options.pop("threads", 1))  # oversubscribed threads distort timings
     split = options.pop("split", "train")
-    batch_size = int(options.pop("batch_size", 64))
-    workers = int(options.get("workers") or 0)
-    result: dict[str, Any] = {"dataset": options.get("dataset"), "split": split,
-                              "batch_size": batch_size, "workers": workers}
-    for label, use_cache in (("decode", False), ("cache", True)):
-        ds, _ = _build({**options, "use_cache": use_cache})
-        if ds.kind != "images":
-            raise HashbenchError(f"data time: {options.get('dataset')} holds features, not images")
-        if use_cache and ds.inventory()["prepared_cache"] is None:
-            result["cache"] = None  # run `hashbench data prepare` first
-            continue
-        data = ds.get(split)
+    batch_size = options.pop("batch_size", 64)
+    workers = options.get("workers") or 0
+    ds, _ = _build(options)
+    result: dict[str, Any] = {"dataset": options.get("dataset"), "split": split, "batch_size": batch_size,
+                              "workers": workers, "source": "files" if ds.preparable else "memory"}
+    if ds.kind != "images":
+        raise HashbenchError(f"data time: {ds.name} holds features, not images")
+    passes = [("decode", ds)]
+    if ds.preparable:
+        passes = [("decode", _build({**options, "use_cache": False})[0])]
+        cached = _build({**options, "use_cache": True})[0]
+        if cached.inventory()["prepared_cache"] is not None:
+            passes.append(("cache", cached))
+    result["cache"] = None  # run `hashbench data prepare` first
+    for label, data_set in passes:
+        data = data_set.get(split)
         start = time.perf_counter()
         for _ in DataLoader(data, batch_size=batch_size, num_workers=workers):
             pass
@@ -164,12 +144,13 @@ def _print_verify(s: dict) -> None:
         return f"  (published: {pub[key]})" if key in pub and pub[key] != s[key] else ""
 
     names = ", ".join(s["class_names"][:8]) + (", …" if len(s["class_names"]) > 8 else "")
-    print(f"dataset    {s['dataset']}  ({s['data_root']})")
+    where = s.get("data_root") or f"{s['kind']} held in memory"
+    print(f"dataset    {s['dataset']}  ({where})")
     print(f"images     {s['images']}{vs('images')}")
     print(f"labelled   {s['labelled']}{vs('labelled')}")
     print(f"classes    {s['classes']}: {names}{vs('classes')}")
     print(f"missing    {s['missing']}" + (f"  e.g. {s['missing_files'][0]}" if s["missing"] else ""))
-    corrupt = "" if s.get("decoded", True) else "  (not decoded: decode=false)"
+    corrupt = "" if s.get("decoded", True) else "  (nothing decoded: decode=false, or held in memory)"
     if s["corrupt"]:
         corrupt = f"  e.g. {next(iter(s['corrupt_files']))}"
     print(f"corrupt    {s['corrupt']}{corrupt}")
@@ -200,10 +181,13 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result))
         else:
+            how = "decoding" if result["source"] == "files" else "reading from memory"
             line = (f"{result['dataset']} {result['split']}: {result['images']} images, batch "
-                    f"{result['batch_size']}, {result['workers']} workers: decoding "
+                    f"{result['batch_size']}, {result['workers']} workers: {how} "
                     f"{result['decode']['seconds']:.2f} s")
-            if result.get("cache"):
+            if result["source"] == "memory":
+                pass  # nothing to prepare
+            elif result.get("cache"):
                 line += (f", prepared cache {result['cache']['seconds']:.2f} s "
                          f"({result['speedup']}x faster)")
             else:
@@ -219,19 +203,3 @@ def run(args: argparse.Namespace) -> int:
               f"({result['bytes'] / 2**20:.1f} MiB): {result['cache']}"
               + (f"; {result['corrupt']} corrupt, see {result['report']}" if result["corrupt"] else ""))
     return status
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hashbench")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
-    try:
-        return args.func(args)
-    except HashbenchError as exc:
-        print(f"hashbench: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

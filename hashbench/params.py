@@ -53,7 +53,7 @@ def _is_number(value: Any, kind: type) -> bool:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:g}"
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e16 else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -151,9 +151,7 @@ class ListOf(Constraint):
         return True, out
 
     def describe(self) -> str:
-        inner = _describe_one(self.item)
-        inner = inner[3:] if inner.startswith("an ") else inner[2:] if inner.startswith("a ") else inner
-        return f"a{' non-empty' if self.min_len else ''} list of {inner}{'s' if not inner.endswith('s') else ''}"
+        return f"a {'non-empty ' if self.min_len else ''}list, each value {_describe_one(self.item)}"
 
 
 _TYPE_WORDS = {str: "a string", dict: "a dict", list: "a list", bool: "true or false", Path: "a path"}
@@ -195,6 +193,10 @@ def check(where: str, value: Any, constraints: Iterable) -> Any:
         ok, converted = _accepts_one(c, value)
         if ok:
             return converted
+    lists = [c for c in constraints if isinstance(c, ListOf)]
+    if len(constraints) == 1 and lists and isinstance(value, (list, tuple)) and len(value) >= lists[0].min_len:
+        bad = next(v for v in value if not _accepts_one(lists[0].item, v)[0])
+        value = bad  # name the element at fault, not the whole list
     raise HashbenchError(f"{where} must be {describe(constraints)}; got {value!r}")
 
 
@@ -301,7 +303,7 @@ def check_params(owner: str, obj, params: dict, *, what: str = "parameter",
     out = {}
     for key, value in params.items():
         if key not in accepted and not takes_any:
-            raise HashbenchError(f"{owner} has no {what} {prefix}{key!r}; valid: "
+            raise HashbenchError(f"{owner} has no {what} '{prefix}{key}'; valid: "
                                  f"{', '.join(prefix + k for k in suggest(str(key), accepted))}")
         out[key] = check(f"{owner}: {prefix}{key}", value, table[key]) if key in table else value
     return out

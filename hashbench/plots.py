@@ -112,7 +112,7 @@ def _curves(store: ResultStore, recs: list[dict], conv: tuple, ks) -> tuple[dict
 def plot(words: dict, stream=None) -> list[Path]:
     """Write the figures of ``words['out']`` (filters ``methods``, ``dataset``, ``bits``, ``seeds``)
     into ``words['to']`` (default ``OUT/figures``); returns the paths written."""
-    from hashbench.runner import load_results, select
+    from hashbench.stored import load_results, select
 
     Figure, Canvas = _matplotlib()
     out = Path(words.get("out", "out"))

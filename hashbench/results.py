@@ -82,6 +82,27 @@ def code_config(mcfg: dict) -> dict:
     return {k: mcfg.get(k) for k in keys}
 
 
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """``["method.type: 'dsrh' -> 'dsrh_nobypass'", "method.bypass: False -> (unset)", ...]``: the
+    dotted keys whose values differ between two configs."""
+    a, b = _flat(old), _flat(new)
+
+    def shown(d, k):
+        return repr(d[k]) if k in d else "(unset)"
+
+    return [f"{k}: {shown(a, k)} -> {shown(b, k)}" for k in sorted(set(a) | set(b))
+            if k not in a or k not in b or a[k] != b[k]]
+
+
 def config_hash(mcfg: dict) -> str:
     """sha256 hex digest of the canonical JSON of :func:`code_config`."""
     return hashlib.sha256(canonical_json(code_config(mcfg)).encode()).hexdigest()

@@ -59,7 +59,7 @@ def cli(*args):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "methods=dsrhh"], "hashbench: error: unknown method 'dsrhh'; valid: dsrh"),
-    (["run", "bits=0"], "hashbench: error: bits must be integers in 1..1024; got 0"),
+    (["run", "bits=0"], "hashbench: error: bits must be a non-empty list, each value an integer in 1..1024; got 0"),
     (["run", "dataset=mirflikr25k"], "hashbench: error: unknown dataset 'mirflikr25k'; valid: mirflickr25k"),
     (["run", "backbone.name=resnet181", "methods=dsrh", "bits=8", "epochs=1"],
      "hashbench: error: unknown timm model 'resnet181'; closest: resnet18"),
@@ -72,9 +72,9 @@ def test_user_errors_exit_2_with_one_line(args, message):
 
 
 def test_help_lists_every_run_key():
-    from hashbench.config import RUN_KEYS, SECTIONS
+    from hashbench.config import RUN_WORDS
 
     res = cli("run", "--help")
     assert res.returncode == 0
-    for key in list(RUN_KEYS) + [f"{s}.KEY" for s in SECTIONS]:
+    for key in list(RUN_WORDS.keys) + [f"{s}.KEY" for s in RUN_WORDS.sections]:
         assert f"  {key}" in res.stdout

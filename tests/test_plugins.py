@@ -140,4 +140,4 @@ def test_blas_threads_limits_classic_fit_and_encode(tmp_path, monkeypatch):
 
 def test_blas_threads_must_be_a_positive_integer(capsys):
     assert main(["run", "methods=random", "blas_threads=0"]) == 2
-    assert capsys.readouterr().err == "hashbench: error: blas_threads must be integers in 1..4096; got 0\n"
+    assert capsys.readouterr().err == "hashbench: error: blas_threads must be an integer in 1..4096; got 0\n"

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 import hashbench.runner as runner_mod
+import hashbench.stored as stored_mod
 from hashbench.cli import main
-from hashbench.config import build_run_config, method_config, parse_words
+from hashbench.config import build_run_config, parse_words
 from hashbench.metrics import evaluate
-from hashbench.results import (ResultStore, atomic_append_line, canonical_json, code_config, config_hash, latest,
+from hashbench.atomic import atomic_append_line
+from hashbench.results import (ResultStore, canonical_json, code_config, config_hash, latest,
                                read_records, run_key)
 
 TINY = ["dataset.n_train=64", "dataset.n_query=16", "dataset.n_database=48", "device=cpu",
@@ -62,7 +64,7 @@ def count_run_one(monkeypatch):
 # ------------------------------------------------------------------------------ config hash
 def test_config_hash_is_sha256_of_the_canonical_code_config():
     cfg = build_run_config(parse_words(["methods=dsrh,lsh", "epochs=2"]))
-    deep, classic = method_config(cfg, "dsrh"), method_config(cfg, "lsh")
+    deep, classic = cfg.method_config("dsrh"), cfg.method_config("lsh")
     part = {k: deep[k] for k in ("method", "backbone", "train", "dataset")}
     expected = hashlib.sha256(json.dumps(part, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert config_hash(deep) == expected and len(expected) == 64
@@ -72,10 +74,10 @@ def test_config_hash_is_sha256_of_the_canonical_code_config():
     other = build_run_config(parse_words(["methods=dsrh,lsh", "epochs=3", "eval.ties=index", "eval.metrics=map",
                                           "out=elsewhere", "device=cpu", "bits=8", "seeds=5"]))
     # epochs change deep codes only; evaluation, output folder, device, bits and seeds are not hashed
-    assert config_hash(method_config(other, "dsrh")) != config_hash(deep)
-    assert config_hash(method_config(other, "lsh")) == config_hash(classic)
-    assert config_hash(method_config(build_run_config(parse_words(["methods=lsh", "method.center=false"])),
-                                     "lsh")) != config_hash(classic)
+    assert config_hash(other.method_config("dsrh")) != config_hash(deep)
+    assert config_hash(other.method_config("lsh")) == config_hash(classic)
+    assert config_hash(build_run_config(parse_words(["methods=lsh", "method.center=false"])).method_config("lsh")) \
+        != config_hash(classic)
 
 
 # ------------------------------------------------------------------------------ atomic records
@@ -189,15 +191,15 @@ def test_rerun_skips_what_is_done_and_force_recomputes(tmp_path, capsys, monkeyp
 # ------------------------------------------------------------------------------ interruptions
 def test_interrupted_evaluation_resumes_without_duplicates_or_lost_records(tmp_path, capsys, monkeypatch):
     out = tmp_path / "out"
-    broken = Interrupt(runner_mod.evaluate, at=2)
-    monkeypatch.setattr(runner_mod, "evaluate", broken)
+    broken = Interrupt(stored_mod.evaluate, at=2)
+    monkeypatch.setattr(stored_mod, "evaluate", broken)
     assert main(["run", f"out={out}", *THREE]) == 130  # KeyboardInterrupt inside the 2nd run's evaluation
     assert "the same command resumes" in capsys.readouterr().err
     done = records(out)
     assert keys(done) == [("lsh", 8, 0)]  # no partial record of the 2nd run
     assert not list(out.glob("tables-*"))
 
-    monkeypatch.setattr(runner_mod, "evaluate", broken.fn)
+    monkeypatch.setattr(stored_mod, "evaluate", broken.fn)
     calls = count_run_one(monkeypatch)
     assert main(["run", f"out={out}", *THREE]) == 0
     printed = capsys.readouterr().out
@@ -249,7 +251,7 @@ def test_deep_runs_train_with_a_checkpoint_that_is_deleted_once_recorded(tmp_pat
     monkeypatch.setattr(runner_mod, "train_deep", resumable)
     words = ["run", f"out={out}", "methods=dsrh", "bits=8", "epochs=1", *TINY[:4]]
     assert main(words) == 130
-    chash = config_hash(method_config(build_run_config(parse_words(words[1:])), "dsrh"))
+    chash = config_hash(build_run_config(parse_words(words[1:])).method_config("dsrh"))
     ckpt = out / "checkpoints" / f"{chash}-8-0.pt"
     assert seen == [(str(ckpt), False)] and ckpt.exists() and records(out) == []
     assert main(words) == 0
@@ -314,7 +316,7 @@ def one_run(tmp_path_factory):
     (["eval", "out=OUT", "metrics=mapp"], "unknown metric 'mapp'"),
     (["eval", "out=OUT", "methods=dsrh"], "no stored result has method 'dsrh'; stored: lsh"),
     (["eval", "out=EMPTY"], "no results in"),
-    (["run", "force=maybe"], "force must be true or false; got 'maybe'"),
+    (["run", "force=maybe"], "force must be true or false (also yes/no, on/off, 1/0); got 'maybe'"),
 ])
 def test_eval_errors_are_one_line(one_run, tmp_path, capsys, args, message):
     out = one_run
@@ -325,12 +327,8 @@ def test_eval_errors_are_one_line(one_run, tmp_path, capsys, args, message):
 
 
 def test_a_deep_run_interrupted_after_an_epoch_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-    import inspect
-
     import hashbench.train as train_mod
 
-    if "checkpoint" not in inspect.signature(train_mod.train_deep).parameters:
-        pytest.skip("this train_deep has no checkpoint support yet")
     words = ["methods=dsrh", "bits=8", "epochs=2", *TINY[:4]]
     real_update = train_mod.Progress.update
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from hashbench import data_cli
+from hashbench.cli import main
 from hashbench.registry import DATASETS, entries
 
 SMALL = ["n_query=10", "n_val=5", "image_size=16"]
@@ -26,7 +27,7 @@ def test_add_parser_sets_a_func():
 
 def test_verify_json_counts(mirflickr_tree, capsys):
     root, _ = mirflickr_tree
-    status = data_cli.main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", *SMALL,
+    status = main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", *SMALL,
                             "--json"])
     out = capsys.readouterr().out
     report = json.loads(out)
@@ -41,7 +42,7 @@ def test_verify_json_counts(mirflickr_tree, capsys):
 
 def test_verify_text_summary(nuswide_tree, capsys):
     root, _ = nuswide_tree
-    status = data_cli.main(["data", "verify", "dataset=nuswide21", f"data_root={root}",
+    status = main(["data", "verify", "dataset=nuswide21", f"data_root={root}",
                             "per_concept_query=1", "per_concept_train=2", "n_val=0"])
     out = capsys.readouterr().out
     assert status == 0
@@ -52,7 +53,7 @@ def test_verify_text_summary(nuswide_tree, capsys):
 
 def test_verify_reports_why_splits_cannot_be_formed(mirflickr_tree, capsys):
     root, _ = mirflickr_tree
-    status = data_cli.main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}",
+    status = main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}",
                             "decode=false", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert status == 1 and "2000 query" in report["splits"]["error"]
@@ -61,13 +62,13 @@ def test_verify_reports_why_splits_cannot_be_formed(mirflickr_tree, capsys):
 
 def test_verify_strict_fails_on_bad_images(mirflickr_tree, capsys):
     root, _ = mirflickr_tree
-    status = data_cli.main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", *SMALL,
+    status = main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", *SMALL,
                             "strict=true", "--json"])
     assert status == 1 and json.loads(capsys.readouterr().out)["missing"] == 1
 
 
 def test_wrong_data_root_is_one_line_and_exit_2(tmp_path, capsys):
-    status = data_cli.main(["data", "verify", "dataset=nuswide81", f"data_root={tmp_path}"])
+    status = main(["data", "verify", "dataset=nuswide81", f"data_root={tmp_path}"])
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1
     assert err.startswith("hashbench: error: nuswide81: expected the image list")
@@ -75,16 +76,16 @@ def test_wrong_data_root_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_bad_words(capsys):
-    assert data_cli.main(["data", "verify", "mirflickr25k"]) == 2
+    assert main(["data", "verify", "mirflickr25k"]) == 2
     assert "key=value" in capsys.readouterr().err
-    assert data_cli.main(["data", "verify", "dataset=nope", "data_root=/x"]) == 2
+    assert main(["data", "verify", "dataset=nope", "data_root=/x"]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
 
 
 def test_prepare_then_training_reads_the_cache(mirflickr_tree, capsys):
     from hashbench.registry import build
     root, _ = mirflickr_tree
-    status = data_cli.main(["data", "prepare", "dataset=mirflickr25k", f"data_root={root}",
+    status = main(["data", "prepare", "dataset=mirflickr25k", f"data_root={root}",
                             *SMALL, "workers=0", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert status == 0 and result["images"] == 57 and result["corrupt"] == 1
@@ -102,20 +103,20 @@ def test_prepare_refuses_features(tmp_path, capsys):
     z = {f"{s}_{k}": (np.zeros((3, 2)) if k == "features" else np.eye(3, dtype=np.uint8))
          for s in ("train", "query", "database") for k in ("features", "labels")}
     np.savez(path, **z)
-    assert data_cli.main(["data", "verify", "dataset=features", f"data_root={path}", "--json"]) == 0
+    assert main(["data", "verify", "dataset=features", f"data_root={path}", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["splits"] == {"train": 3, "query": 3, "database": 3} and report["classes"] == 3
-    assert data_cli.main(["data", "prepare", "dataset=features", f"data_root={path}"]) == 2
-    assert "nothing to decode" in capsys.readouterr().err
+    assert main(["data", "prepare", "dataset=features", f"data_root={path}"]) == 2
+    assert "nothing to prepare" in capsys.readouterr().err
 
 
 def test_time_reads_an_epoch_with_and_without_the_cache(mirflickr_tree, capsys):
     root, _ = mirflickr_tree
     words = ["dataset=mirflickr25k", f"data_root={root}", *SMALL, "batch_size=8"]
-    assert data_cli.main(["data", "time", *words, "--json"]) == 0
+    assert main(["data", "time", *words, "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["images"] == 42 and first["decode"]["seconds"] > 0 and first["cache"] is None
-    data_cli.main(["data", "prepare", *words, "workers=0"])
+    main(["data", "prepare", *words, "workers=0"])
     capsys.readouterr()
-    assert data_cli.main(["data", "time", *words]) == 0
+    assert main(["data", "time", *words]) == 0
     assert "prepared cache" in capsys.readouterr().out

@@ -11,7 +11,7 @@ import torch
 from dataset_trees import MIR_POTENTIAL, MIR_R1, write_jpeg
 from torch.utils.data import DataLoader
 
-from hashbench.datasets._common import load_image
+from hashbench.datasets._images import load_image
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS, build
 
@@ -165,7 +165,7 @@ def test_tree_too_small_says_what_was_asked_and_scale_down_shrinks(mirflickr_tre
 
 def test_unknown_protocol_lists_valid_ones(mirflickr_tree):
     root, _ = mirflickr_tree
-    with pytest.raises(HashbenchError, match="valid: dsrh, standard"):
+    with pytest.raises(HashbenchError, match="protocol must be one of dsrh, standard; got"):
         mir(root, protocol="dpsh")
 
 
