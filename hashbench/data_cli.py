@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from typing import Any
 
 from hashbench.errors import HashbenchError

@@ -241,8 +241,3 @@ def variant(base: type, **fixed) -> Callable[[Callable], Callable]:
 def method_class(entry) -> type:
     """The class a registered method builds (a variant's base class, else the entry itself)."""
     return getattr(entry, "__wrapped_class__", entry)
-
-
-def sign_bits(values: np.ndarray) -> np.ndarray:
-    """{0,1} codes from real projections: bit = 1 where the value is > 0."""
-    return (np.asarray(values) > 0).astype(np.uint8)

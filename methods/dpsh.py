@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from hashbench.errors import HashbenchError
 from hashbench.losses import HashLoss, Reference, not_self, quantization_error, reduce, self_mask, unit_similarity

@@ -37,7 +37,6 @@ layer's rates dropping x10 halfway through training.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from hashbench.errors import HashbenchError
 from hashbench.losses import (HashLoss, balance, not_self, ranked_pairs, reduce, relaxed_hamming,

@@ -15,64 +15,18 @@ by alternating, from a random orthogonal ``R``, for ``n_iter`` iterations:
     R <- S_hat S^T  where  B^T V = S Omega S_hat^T  (B fixed: orthogonal Procrustes, an SVD)
 
 Neither step can increase Q, so the recorded loss is non-increasing. Codes:
-``code(x) = 1[(x - mu) W R > 0]``. :func:`itq_rotation` is shared with ``itq_cca``.
+``code(x) = 1[(x - mu) W R > 0]``. The alternation, :func:`hashbench.linalg.itq_rotation`, is shared with
+``itq_cca``.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher, sign_bits
+from hashbench.linalg import itq_rotation, principal_directions, sign_bits
+from hashbench.method import ClassicHasher
+from hashbench.params import Interval
 from hashbench.registry import METHODS
-from hashbench.methods.pcah import principal_directions
-
-
-def random_rotation(k: int, rng: np.random.Generator) -> np.ndarray:
-    """A uniformly distributed (Haar) random orthogonal matrix of shape (k, k)."""
-    q, r = np.linalg.qr(rng.standard_normal((k, k)))
-    signs = np.sign(np.diag(r))
-    signs[signs == 0] = 1.0
-    return q * signs
-
-
-def itq_rotation(V: np.ndarray, n_iter: int, rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
-    """ITQ's alternating minimisation of ``||B - V R||_F^2`` over codes B and rotations R.
-
-    Parameters
-    ----------
-    V : ndarray of shape (n_samples, k)
-        Centred, projected data.
-    n_iter : int
-        Number of (B, R) updates.
-    rng : numpy Generator
-        Source of the random initial rotation.
-
-    Returns
-    -------
-    rotation : ndarray of shape (k, k)
-        The orthogonal matrix R after ``n_iter`` updates.
-    losses : list of float, length n_iter + 1
-        ``losses[t] = ||sign(V R_t) - V R_t||_F^2`` for the rotation after t updates
-        (``R_0`` is the random initial one); non-increasing up to rounding.
-    """
-    R = random_rotation(V.shape[1], rng)
-    losses = []
-    for _ in range(n_iter):
-        Z = V @ R
-        B = np.where(Z >= 0, 1.0, -1.0)
-        losses.append(float(np.sum((B - Z) ** 2)))
-        # Procrustes: maximise trace(R^T V^T B) over orthogonal R
-        U, _, Wt = np.linalg.svd(V.T @ B)
-        R = U @ Wt
-    Z = V @ R
-    losses.append(float(np.sum((np.where(Z >= 0, 1.0, -1.0) - Z) ** 2)))
-    return R, losses
-
-
-def check_n_iter(est, n_iter) -> None:
-    """Refuse an ``n_iter`` that is not an integer >= 0, naming the estimator."""
-    if isinstance(n_iter, (bool, np.bool_)) or not isinstance(n_iter, (int, np.integer)) or n_iter < 0:
-        raise HashbenchError(f"{type(est).__name__}: n_iter must be an integer >= 0; got {n_iter!r}")
 
 
 @METHODS.register_module(name="itq")
@@ -118,13 +72,14 @@ class ITQ(ClassicHasher):
     ((200, 16), 51)
     """
 
+    _parameter_constraints = {"n_iter": [Interval(int, 0, None)]}
+
     def __init__(self, n_bits: int, *, n_iter: int = 50, random_state: int | None = None):
         super().__init__(n_bits, random_state=random_state)
         self.n_iter = n_iter
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "ITQ":
         """Learn mean, principal directions and rotation from ``X`` (n, d); ``Y`` is ignored."""
-        check_n_iter(self, self.n_iter)
         X, _ = self._check_fit_input(X, Y)
         if self.n_bits > X.shape[1]:
             raise HashbenchError(

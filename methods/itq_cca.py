@@ -33,23 +33,12 @@ import numpy as np
 import scipy.linalg
 
 from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher, sign_bits
+from hashbench.linalg import fix_signs, itq_rotation, label_matrix, principal_directions, sign_bits
+from hashbench.method import ClassicHasher
+from hashbench.params import Interval, Options
 from hashbench.registry import METHODS
-from hashbench.methods.itq import check_n_iter, itq_rotation
-from hashbench.methods.pcah import fix_signs, principal_directions
 
 _FILL = ("pca", "raise")
-
-
-def label_matrix(Y: np.ndarray, who: str) -> np.ndarray:
-    """Labels as a float matrix of shape (n, C): multi-hot kept, integer labels (n,) one-hot."""
-    Y = np.asarray(Y)
-    if Y.ndim == 1:
-        _, inverse = np.unique(Y, return_inverse=True)
-        return np.eye(inverse.max() + 1)[inverse]
-    if Y.ndim != 2:
-        raise HashbenchError(f"{who}: Y must be labels of shape (n,) or multi-hot (n, C); got {Y.shape}")
-    return Y.astype(np.float64)
 
 
 @METHODS.register_module(name="itq_cca")
@@ -105,6 +94,8 @@ class ITQCCA(ClassicHasher):
     """
 
     supervised = True
+    _parameter_constraints = {"n_iter": [Interval(int, 0, None)], "reg": [Interval(float, 0, None, closed="neither")],
+                              "fill": [Options(*_FILL)]}
 
     def __init__(self, n_bits: int, *, n_iter: int = 50, reg: float = 1e-4, fill: str = "pca",
                  random_state: int | None = None):
@@ -115,11 +106,6 @@ class ITQCCA(ClassicHasher):
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "ITQCCA":
         """Learn CCA directions and ITQ rotation from ``X`` (n, d) and labels ``Y`` (n, C) or (n,)."""
-        check_n_iter(self, self.n_iter)
-        if not (isinstance(self.reg, (int, float, np.floating, np.integer)) and self.reg > 0):
-            raise HashbenchError(f"ITQCCA: reg must be a number > 0; got {self.reg!r}")
-        if self.fill not in _FILL:
-            raise HashbenchError(f"ITQCCA: fill must be one of {', '.join(_FILL)}; got {self.fill!r}")
         X, Y = self._check_fit_input(X, Y)
         Y = label_matrix(Y, "ITQCCA")
         n, d = X.shape

@@ -43,18 +43,13 @@ import scipy.optimize
 from threadpoolctl import threadpool_limits
 
 from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher, sign_bits
+from hashbench.linalg import fix_signs, label_matrix, sign_bits
+from hashbench.method import ClassicHasher
+from hashbench.params import Interval
 from hashbench.registry import METHODS
-from hashbench.methods.itq_cca import label_matrix
-from hashbench.methods.pcah import fix_signs
 
 _CHUNK = 8192  # rows per block when computing kernel features
 _KEEP_BYTES = 2 ** 28  # squared distances of the training set kept between fit's two passes up to this
-
-
-def _positive_int(est, name: str, value) -> None:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise HashbenchError(f"{type(est).__name__}: {name} must be an integer >= 1; got {value!r}")
 
 
 def _sq_distances(X: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -167,6 +162,8 @@ class KSH(ClassicHasher):
     """
 
     supervised = True
+    _parameter_constraints = {"n_anchors": [Interval(int, 1, None)], "n_labeled": [Interval(int, 1, None)],
+                              "max_iter": [Interval(int, 1, None)]}
 
     def __init__(self, n_bits: int, *, n_anchors: int = 300, n_labeled: int = 1000,
                  max_iter: int = 100, random_state: int | None = None):
@@ -189,8 +186,6 @@ class KSH(ClassicHasher):
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "KSH":
         """Learn anchors, bandwidth and K hash functions from ``X`` (n, d), labels ``Y`` (n, C) or (n,)."""
-        for name in ("n_anchors", "n_labeled", "max_iter"):
-            _positive_int(self, name, getattr(self, name))
         X, Y = self._check_fit_input(X, Y)
         Y = label_matrix(Y, "KSH")
         n = len(X)

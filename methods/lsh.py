@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher, sign_bits
+from hashbench.linalg import sign_bits
+from hashbench.method import ClassicHasher
+from hashbench.params import Flag
 from hashbench.registry import METHODS
 
 
@@ -61,14 +62,14 @@ class LSH(ClassicHasher):
     ((100, 32), dtype('uint8'))
     """
 
+    _parameter_constraints = {"center": [Flag()]}
+
     def __init__(self, n_bits: int, *, center: bool = True, random_state: int | None = None):
         super().__init__(n_bits, random_state=random_state)
         self.center = center
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "LSH":
         """Draw the projections for ``X`` (n, d) and, if ``center``, store its mean; ``Y`` is ignored."""
-        if not isinstance(self.center, (bool, np.bool_)):
-            raise HashbenchError(f"LSH: center must be True or False; got {self.center!r}")
         X, _ = self._check_fit_input(X, Y)
         d = X.shape[1]
         self.mean_ = X.mean(axis=0) if self.center else np.zeros(d)

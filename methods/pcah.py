@@ -10,55 +10,16 @@ covariance ``C = (X - mu)^T (X - mu) / (n - 1)``::
 
 Each eigenvector is defined only up to sign; hashbench fixes it so that the entry of largest
 absolute value is positive (as scikit-learn's ``svd_flip`` does), so codes do not depend on the
-LAPACK build. :func:`principal_directions` is shared with ``itq``, ``sh`` and ``itq_cca``.
+LAPACK build (:func:`hashbench.linalg.principal_directions`, shared with ``itq``, ``sh`` and ``itq_cca``).
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher, sign_bits
+from hashbench.linalg import principal_directions, sign_bits
+from hashbench.method import ClassicHasher
 from hashbench.registry import METHODS
-
-
-def fix_signs(vectors: np.ndarray) -> np.ndarray:
-    """Flip each row of ``vectors`` (k, d) so that its entry of largest magnitude is positive.
-
-    Returns a new array of the same shape. Ties in magnitude go to the first such entry.
-    """
-    vectors = np.array(vectors, dtype=np.float64, copy=True)
-    if vectors.size == 0:
-        return vectors
-    biggest = np.abs(vectors).argmax(axis=1)
-    signs = np.sign(vectors[np.arange(len(vectors)), biggest])
-    signs[signs == 0] = 1.0
-    return vectors * signs[:, None]
-
-
-def principal_directions(Xc: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` leading principal directions of already-centred data.
-
-    Parameters
-    ----------
-    Xc : ndarray of shape (n_samples, n_features)
-        Mean-centred data.
-    k : int
-        Number of directions, ``1 <= k <= n_features``.
-
-    Returns
-    -------
-    components : ndarray of shape (k, n_features)
-        Orthonormal rows, by decreasing variance, signs fixed by :func:`fix_signs`.
-    variances : ndarray of shape (k,)
-        Variance of the data along each direction (divisor ``n - 1``), decreasing.
-    """
-    n, d = Xc.shape
-    assert 1 <= k <= d, (k, d)
-    cov = Xc.T @ Xc / max(n - 1, 1)
-    values, vectors = scipy.linalg.eigh(cov, subset_by_index=[d - k, d - 1])
-    order = np.argsort(values, kind="stable")[::-1]  # eigh returns ascending values
-    return fix_signs(vectors[:, order].T), np.clip(values[order], 0.0, None)
 
 
 @METHODS.register_module(name="pcah")

@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 
 from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher, sign_bits
+from hashbench.linalg import principal_directions, sign_bits
+from hashbench.method import ClassicHasher
 from hashbench.registry import METHODS
-from hashbench.methods.pcah import principal_directions
 
 
 @METHODS.register_module(name="sh")

@@ -5,11 +5,10 @@ import numpy as np
 import pytest
 
 from hashbench.errors import HashbenchError
-from hashbench.method import ClassicHasher
+from hashbench.method import ClassicHasher, method_class
 from hashbench.registry import METHODS, entries
 
-CLASSIC = {name: obj for name, obj in entries(METHODS).items()
-           if isinstance(obj, type) and issubclass(obj, ClassicHasher)}
+CLASSIC = {name: obj for name, obj in entries(METHODS).items() if issubclass(method_class(obj), ClassicHasher)}
 N_BITS = 8
 
 
@@ -86,3 +85,45 @@ def test_unsupervised_methods_ignore_labels(name):
     a = CLASSIC[name](N_BITS, random_state=0).fit(X).encode(X)
     b = CLASSIC[name](N_BITS, random_state=0).fit(X, Y).encode(X)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_scikit_learn_estimator_machinery(name):
+    """get_params / set_params / clone / repr come from sklearn's BaseEstimator, and a clone fits alike."""
+    from sklearn.base import clone
+
+    X, Y = _tiny()
+    est = CLASSIC[name](N_BITS, random_state=4)
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    assert repr(est).startswith(f"{CLASSIC[name].__name__}(") and "random_state=4" in repr(est)
+    assert est.set_params(random_state=5) is est and est.random_state == 5
+    np.testing.assert_array_equal(clone(est).fit(X, Y).encode(X), est.fit(X, Y).encode(X))
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_every_parameter_is_declared(name):
+    import inspect
+
+    from hashbench.params import constraints_of
+
+    params = set(inspect.signature(CLASSIC[name]).parameters)
+    assert params <= set(constraints_of(CLASSIC[name])), sorted(params - set(constraints_of(CLASSIC[name])))
+
+
+@pytest.mark.parametrize("name,params,message", [
+    ("itq", dict(n_iter=-1), "ITQ: n_iter must be an integer >= 0; got -1"),
+    ("itq", dict(n_iter=2.5), "ITQ: n_iter must be an integer >= 0; got 2.5"),
+    ("itq_cca", dict(reg=0.0), "ITQCCA: reg must be a number > 0; got 0.0"),
+    ("itq_cca", dict(fill="zeros"), "ITQCCA: fill must be one of pca, raise; got 'zeros'"),
+    ("ksh", dict(n_anchors=0), "KSH: n_anchors must be an integer >= 1; got 0"),
+    ("lsh", dict(center=2), "LSH: center must be true or false (also yes/no, on/off, 1/0); got 2"),
+    ("pcah", dict(random_state=-2), "PCAH: random_state must be an integer in 0..4294967295 or none; got -2"),
+    ("sh", dict(n_bits=0), "SH: n_bits must be an integer in 1..1024; got 0"),
+])
+def test_bad_parameters_are_refused_at_fit_from_the_declared_constraints(name, params, message):
+    X, Y = _tiny()
+    kwargs = dict(dict(n_bits=N_BITS, random_state=0), **params)
+    with pytest.raises(HashbenchError) as err:
+        CLASSIC[name](**kwargs).fit(X, Y)
+    assert str(err.value) == message

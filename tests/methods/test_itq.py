@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from hashbench.errors import HashbenchError
-from hashbench.methods.itq import ITQ, itq_rotation
+from hashbench.linalg import itq_rotation
+from hashbench.methods.itq import ITQ
 from hashbench.methods.pcah import PCAH
 
 

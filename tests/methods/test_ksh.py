@@ -20,7 +20,7 @@ import pytest
 import scipy.optimize
 
 from hashbench.errors import HashbenchError
-from hashbench.method import sign_bits
+from hashbench.linalg import sign_bits
 from hashbench.methods.itq_cca import ITQCCA
 from hashbench.methods.ksh import KSH, Residue, smooth_objective
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from hashbench.errors import HashbenchError
-from hashbench.methods.pcah import PCAH, fix_signs
+from hashbench.linalg import fix_signs
+from hashbench.methods.pcah import PCAH
 
 
 def test_components_match_an_svd_with_fixed_signs():
