@@ -37,7 +37,7 @@ def test_centring_is_a_parameter():
     raw_codes = raw.encode(X)
     assert np.mean(np.all(raw_codes == raw_codes[0], axis=0)) > 0.5
     with pytest.raises(HashbenchError, match="center"):
-        LSH(4, center="yes").fit(X)
+        LSH(4, center="maybe").fit(X)
 
 
 def test_projection_is_standard_gaussian():
