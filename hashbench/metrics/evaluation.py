@@ -70,15 +70,38 @@ class Metric:
 _NAME = re.compile(r"(?:(map|wmap)(?:@(\S+))?|(ndcg|acg|p)@(?!h)(\S+)|p@h(\S+)|(ndcg|acg|p))")
 
 
+def plugin_metrics() -> dict[str, Callable]:
+    """Metric families registered in ``METRICS`` by plugins (every entry that is not built in)."""
+    from hashbench.metrics.families import Family
+    from hashbench.registry import METRICS, entries
+
+    return {n: f for n, f in entries(METRICS).items() if not isinstance(f, Family)}
+
+
+def _parse_plugin(name: str, text: str) -> Metric | None:
+    family, at, cut = text.partition("@")
+    if family not in plugin_metrics():
+        return None
+    if at and not (cut.isdigit() and int(cut) >= 1):
+        raise HashbenchError(f"metric {name!r}: the cut must be a positive integer, e.g. '{family}@10'; "
+                             f"got {cut!r}")
+    return Metric(family, int(cut) if at else None)
+
+
 def parse_metric(name: str) -> Metric:
-    """``"map@5000"`` -> Metric("map", 5000); a one-line HashbenchError for anything else."""
+    """``"map@5000"`` -> Metric("map", 5000); a plugin family from ``METRICS`` likewise; a
+    one-line HashbenchError for anything else."""
     if not isinstance(name, str):
         raise HashbenchError(f"a metric name must be a string; got {name!r}")
     text = name.strip().lower()
     match = _NAME.fullmatch(text)
     if not match:
+        plugin = _parse_plugin(name, text)
+        if plugin is not None:
+            return plugin
+        forms = list(METRIC_FORMS) + [f"{p}[@k]" for p in plugin_metrics()]
         raise HashbenchError(
-            f"unknown metric {name!r}; valid: {', '.join(suggest(text, METRIC_FORMS))} "
+            f"unknown metric {name!r}; valid: {', '.join(suggest(text, forms))} "
             "(K, k positive integers, R a Hamming radius >= 0)")
     ap_family, ap_k, cut_family, cut_k, radius, bare = match.groups()
     if bare:
@@ -437,6 +460,19 @@ def _reduce(per_query, n_rel, no_relevant):
     return means, int(missing.sum()), int(keep.sum())
 
 
+def _plugin_scores(fn, spec: Metric, query_codes, db_codes, query_labels, db_labels, nq: int) -> np.ndarray:
+    """A plugin family's per-query scores on {0, 1} codes and multi-hot labels, checked."""
+    arrays = [_inputs.to_numpy(_inputs.code_bits(c, w)).astype(np.uint8)
+              for c, w in ((query_codes, "query_codes"), (db_codes, "db_codes"))]
+    labels = [_inputs.to_numpy(_inputs.label_matrix(y, w)) for y, w in ((query_labels, "query_labels"),
+                                                                         (db_labels, "db_labels"))]
+    values = np.asarray(fn(*arrays, *labels, k=spec.k), dtype=np.float64)
+    if values.shape != (nq,):
+        raise HashbenchError(f"metric {spec}: its function returned shape {values.shape}; a metric returns one "
+                             f"score per query, shape ({nq},)")
+    return values
+
+
 # --------------------------------------------------------------------------- public API
 def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_METRICS,
              ties="expected", *, ap_denominator="retrieved", no_relevant="zero", graded=None,
@@ -495,10 +531,15 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
         raise HashbenchError(f"no metric asked for; valid: {', '.join(METRIC_FORMS)}")
     check_choice("no_relevant", no_relevant, NO_RELEVANT)
     parsed = {name: parse_metric(name) for name in names}
-    specs = list(dict.fromkeys(parsed.values()))
+    plugins = plugin_metrics()
+    specs = [s for s in dict.fromkeys(parsed.values()) if s.family not in plugins]
     problem, ties_, per_query, n_rel, extra = _run(
         query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denominator, graded,
         binary, memory_budget, backend, progress)
+    for spec in dict.fromkeys(parsed.values()):
+        if spec.family in plugins:
+            per_query[spec] = _plugin_scores(plugins[spec.family], spec, query_codes, db_codes, query_labels,
+                                             db_labels, problem.n_queries)
     means, n_missing, n_kept = _reduce(per_query, n_rel, no_relevant)
     scores = {name: means[parsed[name]] for name in names}
     if not details:

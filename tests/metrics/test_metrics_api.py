@@ -155,3 +155,73 @@ def test_progress_sees_every_chunk_and_changes_nothing():
                              progress=lambda done, total: calls.append((done, total)))
     assert with_progress == evaluate(*data, metrics=["map", "ndcg@10"])
     assert calls == [(i, 30) for i in range(1, 31)]  # a budget of 1 byte: one query per chunk
+
+
+PLUGIN_METRIC = '''
+import numpy as np
+from hashbench.registry import METRICS
+
+
+@METRICS.register_module(name="{name}")
+def nearest_relevant(query_codes, db_codes, query_labels, db_labels, k=None):
+    """Share of relevant items among the k database items of lowest index at the smallest distance."""
+    out = []
+    for q, y in zip(query_codes, query_labels):
+        d = (db_codes != q).sum(1)
+        near = np.flatnonzero(d == d.min())[: k or None]
+        out.append(float(((db_labels[near] @ y) > 0).mean()))
+    return np.array(out)
+'''
+
+
+def _nearest_oracle(qc, dc, ql, dl, k):
+    """The same rule, written as a plain loop over queries and items."""
+    scores = []
+    for i in range(len(qc)):
+        dist = [sum(int(a != b) for a, b in zip(qc[i], dc[j])) for j in range(len(dc))]
+        best = min(dist)
+        near = [j for j in range(len(dc)) if dist[j] == best][:k]
+        scores.append(sum(int(any(ql[i][c] and dl[j][c] for c in range(len(ql[i])))) for j in near) / len(near))
+    return scores
+
+
+def test_a_plugin_metric_is_resolved_through_the_registry(tmp_path, monkeypatch):
+    from hashbench.plugins import import_plugin
+    from hashbench.registry import METRICS, entries, summary
+
+    path = tmp_path / "metric_plugin.py"
+    path.write_text(PLUGIN_METRIC.format(name="nearest"))
+    import_plugin(str(path))
+    assert "nearest" in entries(METRICS) and summary(entries(METRICS)["nearest"]).startswith("Share of relevant")
+    qc, dc, ql, dl = make_data(5, nq=12, n_db=40)
+    qc, dc, ql, dl = (np.asarray(a) for a in (qc, dc, ql, dl))
+    scores, info = evaluate(qc, dc, ql, dl, metrics=["nearest@3", "nearest", "map"], details=True)
+    for name, k in (("nearest@3", 3), ("nearest", None)):
+        want = _nearest_oracle(qc.tolist(), dc.tolist(), ql.tolist(), dl.tolist(), k)
+        np.testing.assert_allclose(info["per_query"][name], want)
+        assert scores[name] == pytest.approx(np.mean(want))
+    assert scores["map"] == evaluate(qc, dc, ql, dl, metrics=["map"])["map"]
+    with pytest.raises(HashbenchError, match=r"metric 'nearest@x': the cut must be a positive integer"):
+        parse_metric("nearest@x")
+    with pytest.raises(HashbenchError, match=r"unknown metric 'neerest'; valid: nearest\[@k\]"):
+        parse_metric("neerest")
+
+
+def test_a_plugin_metric_in_a_run_and_in_eval(tmp_path, monkeypatch, capsys):
+    import json
+
+    from hashbench.cli import main
+
+    monkeypatch.setenv("HASHBENCH_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "metric_plugin_run.py"
+    path.write_text(PLUGIN_METRIC.format(name="nearest_run"))
+    out = tmp_path / "out"
+    tiny = ["bits=8", "dataset.n_train=32", "dataset.n_query=8", "dataset.n_database=24"]
+    assert main(["run", "methods=random", f"plugins={path}", f"out={out}", "eval.metrics=map,nearest_run@5",
+                 "eval.tables=nearest_run@5", *tiny]) == 0
+    rec = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert 0 <= rec["metrics"]["nearest_run@5"] <= 1 and "| nearest_run@5" in capsys.readouterr().out
+    assert main(["eval", f"out={out}", f"plugins={path}", "metrics=nearest_run@2"]) == 0
+    last = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
+    assert set(last["metrics"]) == {"nearest_run@2"}
+    assert main(["list", "metrics"]) == 0 and "nearest_run" in capsys.readouterr().out
