@@ -33,17 +33,24 @@ def _data(cache_dir):
     return build(DATASETS, dict(type="multidigits", n_train=64, n_query=16, n_database=32, cache_dir=str(cache_dir)))
 
 
-def _model(name: str = "dsrh", params: dict | None = None):
+PLUGINS = os.path.join(os.path.dirname(__file__), "plugins")
+
+
+def _model(name: str = "dsrh", params: dict | None = None, plugin: str | None = None):
     from hashbench.model import DeepHasher
+    from hashbench.plugins import import_plugin
     from hashbench.registry import BACKBONES, METHODS, build
 
+    if plugin:
+        import_plugin(os.path.join(PLUGINS, plugin))
     torch.manual_seed(0)
     method = build(METHODS, dict(type=name, **(params or {})), n_bits=BITS)
     model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_convnext")), BITS, bypass=method.bypass)
     return method, model
 
 
-def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str, params: dict, cfg: dict) -> None:
+def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str, params: dict, cfg: dict,
+            plugin: str | None) -> None:
     from hashbench.train import train_deep
 
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
@@ -52,10 +59,11 @@ def _worker(rank: int, port: int, cache_dir: str, out_dir: str, name: str, param
     world = init_distributed("pytorch", device="cpu", timeout_s=60)  # a hung peer fails, not hangs
     try:
         assert (world.rank, world.world_size, world.is_main) == (rank, 2, rank == 0)
-        method, model = _model(name, params)
+        method, model = _model(name, params, plugin)
         logs = train_deep(method, model, _data(cache_dir).get("train"), cfg, world.device, seed=0,
                           checkpoint=os.path.join(out_dir, "ddp.pt"), world=world)
-        torch.save(dict(state=model.state_dict(), logs=logs), os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(dict(state=model.state_dict(), method=method.state_dict(), logs=logs),
+                   os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         world.close()
 
@@ -66,21 +74,28 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("name,params,batch", [
-    ("dsrh", {}, 64),  # in-batch triplets
-    ("dpsh", {}, 64),  # pairs with a bank of the whole training set
+@pytest.mark.parametrize("name,params,train,plugin", [
+    ("dsrh", {}, {}, None),  # in-batch triplets
+    ("dpsh", {}, {}, None),  # pairs with a bank of the whole training set
     # the released code's triplets: 64 items (one per image), two global batches of 32 an epoch, so
     # each process's share of each batch must be the right one
-    ("dsrh", {"sampler": "released", "balance_count": 1}, 32),
+    ("dsrh", {"sampler": "released", "balance_count": 1}, {"batch_size": 32}, None),
+    # the four families of tests/test_method_plugins.py: the bank's gradients are small (lr up, so
+    # that training moves the weights measurably); the tuple sampler's processes hold different
+    # numbers of tuples; the centres are parameters of the method, not of the model
+    ("plugin_bank", {}, {"lr": 2.0}, "bank_plugin.py"),
+    ("plugin_tuples", {}, {"batch_size": 32}, "tuples_plugin.py"),
+    ("plugin_centres", {}, {}, "centres_plugin.py"),
+    ("plugin_asym", {}, {}, "asym_plugin.py"),
 ])
-def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name, params, batch):
+def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name, params, train, plugin):
     from hashbench.checkpoint import load_checkpoint
     from hashbench.train import train_deep
 
     data = _data(tmp_path)  # generated once here; the workers read the cache
-    cfg = dict(CFG, batch_size=batch)
-    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path), name, params, cfg),
-                                          nprocs=2, join=False)
+    cfg = dict(CFG, **train)
+    workers = torch.multiprocessing.spawn(_worker, args=(_free_port(), str(tmp_path), str(tmp_path), name, params, cfg,
+                                                         plugin), nprocs=2, join=False)
     deadline = time.monotonic() + 180
     while not workers.join(timeout=1):  # re-raises a worker's exception
         if time.monotonic() > deadline:
@@ -88,7 +103,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name
                 proc.kill()
             pytest.fail("the two training processes did not finish within 180 s")
 
-    method, model = _model(name, params)
+    method, model = _model(name, params, plugin)
     start = {k: v.clone() for k, v in model.state_dict().items()}
     logs = train_deep(method, model, data.get("train"), cfg, torch.device("cpu"), seed=0)
     single = model.state_dict()
@@ -99,6 +114,9 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name
     for k, want in single.items():
         for r in ranks:
             torch.testing.assert_close(r["state"][k], want, rtol=1e-4, atol=1e-5, msg=f"parameter {k}")
+    for k, want in method.state_dict().items():  # the method's own state: a bank, centres, database codes
+        for r in ranks:
+            torch.testing.assert_close(r["method"][k], want, rtol=1e-4, atol=1e-5, msg=f"method state {k}")
     for r in ranks:  # every process logs the global batch's loss
         assert [round(l["loss"], 3) for l in r["logs"]] == [round(l["loss"], 3) for l in logs]
     ckpt = load_checkpoint(tmp_path / "ddp.pt")  # written by rank 0 alone, with each rank's RNG state

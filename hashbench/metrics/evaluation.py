@@ -29,6 +29,8 @@ Conventions that peers disagree on are options, with documented defaults:
 from __future__ import annotations
 
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -415,8 +417,30 @@ def _chunk_scores(stats, specs, ties: Ties, min_den: bool, n_db: int, inv, disco
     return out
 
 
+@contextmanager
+def _torch_threads_kept():
+    """Numba's OpenMP threading layer shares libgomp with torch, and its parallel kernels reset
+    the OpenMP thread count — torch's intra-op threads with it. Scoring must not change how the
+    next training step computes (a resumed run would not equal an uninterrupted one), so torch's
+    count is put back afterwards."""
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if threads is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def _run(query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denominator,
          graded, binary, memory_budget, backend, progress=None):
+    with _torch_threads_kept():
+        return _run_kernels(query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denominator,
+                            graded, binary, memory_budget, backend, progress)
+
+
+def _run_kernels(query_codes, db_codes, query_labels, db_labels, specs, ties, ap_denominator,
+                 graded, binary, memory_budget, backend, progress=None):
     ties = parse_ties(ties)
     check_choice("ap_denominator", ap_denominator, AP_DENOMINATORS)
     if not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0:

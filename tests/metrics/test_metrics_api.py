@@ -225,3 +225,17 @@ def test_a_plugin_metric_in_a_run_and_in_eval(tmp_path, monkeypatch, capsys):
     last = json.loads((out / "results.jsonl").read_text().splitlines()[-1])
     assert set(last["metrics"]) == {"nearest_run@2"}
     assert main(["list", "metrics"]) == 0 and "nearest_run" in capsys.readouterr().out
+
+
+def test_scoring_leaves_torch_threads_alone():
+    """Numba's OpenMP kernels reset the shared OpenMP thread count; evaluate puts torch's back, so a
+    training step after scoring computes as before (a resumed sweep equals an uninterrupted one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        evaluate(*make_data(6, nq=20, n_db=60), metrics=["map", "ndcg@10"])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
