@@ -10,7 +10,7 @@ from hashbench.errors import HashbenchError
 RUN_EPILOG_HEAD = """Each word is key=value; lists are comma-separated. Keys:"""
 
 
-def _keys_help(words, examples: list[str]) -> str:
+def _keys_help(words, examples: list[str], extra: str = "") -> str:
     lines = [RUN_EPILOG_HEAD]
     lines += [f"  {k:<12} {f.help}" for k, f in words.keys.items()]
     if words.sections:
@@ -18,14 +18,29 @@ def _keys_help(words, examples: list[str]) -> str:
         lines += [f"  {k + '.KEY':<12} {v}" for k, v in words.sections.items()]
     if words.free:
         lines.append(f"Any other key=value: {words.free}.")
+    if extra:
+        lines.append(extra)
     lines.append("Examples:\n" + "\n".join(f"  {e}" for e in examples))
+    return "\n".join(lines)
+
+
+def _section_help() -> str:
+    """Every declared key of the train, eval and classic sections, with what it may be and its default."""
+    from hashbench.params import describe
+    from hashbench.settings import SECTIONS
+
+    lines = ["Section keys (backbone.*, dataset.*, method.*: the parameters of the class their type names; "
+             "hashbench list ... shows the types):"]
+    for schema in SECTIONS.values():
+        for key, f in schema.fields.items():
+            lines.append(f"  {schema.name + '.' + key:<24} {describe(f.constraints)}; default {f.default!r}. {f.help}")
     return "\n".join(lines)
 
 
 def _run_help() -> str:
     from hashbench.config import RUN_WORDS
 
-    return _keys_help(RUN_WORDS, [
+    return _keys_help(RUN_WORDS, extra=_section_help(), examples=[
         "hashbench run methods=dsrh",
         "hashbench run methods=dsrh,random bits=32 seeds=0,1,2 epochs=5 out=sweep   (rerun: skips what is done)",
         "hashbench run methods=my_method plugins=my_plugin.py"])

@@ -56,11 +56,8 @@ def transform_spec(backbone, split) -> dict:
                 mean=[float(v) for v in backbone.mean], std=[float(v) for v in backbone.std])
 
 
-def _labels_hash(split) -> str | None:
-    labels = getattr(split, "labels", None)
-    if labels is None:
-        return None
-    labels = np.ascontiguousarray(np.asarray(labels))
+def _labels_hash(split) -> str:
+    labels = np.ascontiguousarray(np.asarray(split.labels))
     return hashlib.sha256(f"{labels.dtype}|{labels.shape}|".encode() + labels.tobytes()).hexdigest()
 
 

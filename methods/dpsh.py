@@ -27,7 +27,7 @@ and eta = 10 balances the quantisation term against that sum over the whole trai
   DDP gathers them with the global batch, so every process keeps the same bank) and hands the
   bank to the loss as its reference set. It is part of the method's state, so a checkpoint holds
   it. A row is as old as the last time its sample was in a batch (up to an epoch): with a
-  backbone trained from scratch that lag costs accuracy (README, "Does DSRH beat the others").
+  backbone trained from scratch that lag costs accuracy (measured in the README's comparison).
 - ``pairs="batch"``: only the pairs of the mini-batch (every ordered pair i != j). The loss of
   anchor i is sum_{j != i} [softplus(theta_ij) - s_ij theta_ij] + eta ||b_i - u_i||^2, so the sum
   over anchors is the paper's objective restricted to the batch. With eta = 10 the quantisation

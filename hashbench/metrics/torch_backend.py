@@ -62,7 +62,7 @@ def chunk_stats(q_signed, d_signed, q_labels, d_labels, relevance, *, n_groups, 
     gain = torch.exp2(r) - 1.0
 
     # A row's N items all land in its n_groups (bits + 1) bins: on the GPU the atomic adds then
-    # queue on a few addresses (70% of evaluate's GPU time on an H100). Each bin gets LANES
+    # queue on a few addresses, which dominated evaluate's GPU time. Each bin gets LANES
     # copies, item j adding to copy j % LANES, and the copies are summed afterwards. (With the
     # default relevance every sum is of integers in int64/float64, exact in any order.)
     slot = dist * LANES + torch.arange(n_db, device=device) % LANES
