@@ -11,3 +11,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def interrupt_after_first_epoch(monkeypatch):
+    """Make the training loop raise KeyboardInterrupt (a kill) right after it reports epoch 1, its
+    checkpoint written; the returned function stops it doing so (for the resuming run)."""
+    import hashbench.progress as progress
+
+    real = progress.Progress.update
+
+    def crash(self, text, final=False):
+        real(self, text, final)
+        if text.startswith("epoch 1/"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress.Progress, "update", crash)
+    return lambda: monkeypatch.setattr(progress.Progress, "update", real)

@@ -36,9 +36,7 @@ def _record_and_codes(out: Path):
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_a_plugin_method_runs_through_the_cli_and_resumes_after_an_interruption(name, tmp_path, monkeypatch):
-    import hashbench.progress as progress_mod
-
+def test_a_plugin_method_runs_through_the_cli_and_resumes_after_an_interruption(name, tmp_path, request):
     words = [f"methods={name}", f"plugins={PLUGINS / FAMILIES[name]}", "epochs=3", *TINY]
     assert main(["run", f"out={tmp_path / 'clean'}", *words]) == 0
     clean, clean_codes = _record_and_codes(tmp_path / "clean")
@@ -46,18 +44,11 @@ def test_a_plugin_method_runs_through_the_cli_and_resumes_after_an_interruption(
     assert all(np.isfinite(log["loss"]) for log in clean["train_log"])
     assert 0 < clean["metrics"]["map"] <= 1
 
-    real_update = progress_mod.Progress.update
-
-    def crash_after_first_epoch(self, text, final=False):
-        real_update(self, text, final)
-        if text.startswith("epoch 1/"):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(progress_mod.Progress, "update", crash_after_first_epoch)
+    stop_interrupting = request.getfixturevalue("interrupt_after_first_epoch")
     out = tmp_path / "interrupted"
     assert main(["run", f"out={out}", *words]) == 130
     assert not (out / "results.jsonl").exists() and len(list((out / "checkpoints").glob("*.pt"))) == 1
-    monkeypatch.setattr(progress_mod.Progress, "update", real_update)
+    stop_interrupting()
     assert main(["run", f"out={out}", *words]) == 0
     resumed, resumed_codes = _record_and_codes(out)
     assert resumed["metrics"] == clean["metrics"]  # as if never interrupted: the method's state came back

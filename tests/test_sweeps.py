@@ -326,22 +326,13 @@ def test_eval_errors_are_one_line(one_run, tmp_path, capsys, args, message):
     assert err.startswith("hashbench: error: ") and message in err and err.count("\n") == 1, err
 
 
-def test_a_deep_run_interrupted_after_an_epoch_resumes_from_its_checkpoint(tmp_path, monkeypatch):
-    import hashbench.train as train_mod
-
+def test_a_deep_run_interrupted_after_an_epoch_resumes_from_its_checkpoint(tmp_path, interrupt_after_first_epoch):
     words = ["methods=dsrh", "bits=8", "epochs=2", *TINY[:4]]
-    real_update = train_mod.Progress.update
-
-    def crash_after_first_epoch(self, text, final=False):
-        real_update(self, text, final)
-        if text.startswith("epoch 1/"):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_mod.Progress, "update", crash_after_first_epoch)
     out = tmp_path / "out"
     assert main(["run", f"out={out}", *words]) == 130
     assert records(out) == [] and len(list((out / "checkpoints").glob("*.pt"))) == 1
-    monkeypatch.setattr(train_mod.Progress, "update", real_update)
+    stop_interrupting = interrupt_after_first_epoch
+    stop_interrupting()
     assert main(["run", f"out={out}", *words]) == 0
     (rec,) = records(out)
     assert [e["epoch"] for e in rec["train_log"]] == [1, 2] and not list((out / "checkpoints").glob("*.pt"))
