@@ -45,6 +45,11 @@ step run-torchrun-nccl torchrun --standalone --nproc-per-node=1 -m hashbench.cli
 # DPSH's bank and the released-code sampler through the launcher on CUDA (a few epochs: the path, not scores)
 step run-torchrun-dpsh-released torchrun --standalone --nproc-per-node=1 -m hashbench.cli run \
     methods=dpsh,dsrh_released bits=32 epochs=3 device=cuda launcher=pytorch "out=$LOG_DIR/run_nccl_more"
+# the method contract's four plugin families on CUDA: their state (bank, centres, learned codes) and
+# explicit tuples on the device
+step run-plugin-families hashbench run methods=plugin_bank,plugin_tuples,plugin_centres,plugin_asym \
+    plugins=tests/plugins/bank_plugin.py,tests/plugins/tuples_plugin.py,tests/plugins/centres_plugin.py,tests/plugins/asym_plugin.py \
+    bits=16 epochs=3 device=cuda "out=$LOG_DIR/run_plugins"
 step feature_cache python benchmarks/feature_cache.py --device cuda
 echo "gpu_check: $failed failed step(s); log in $LOG" | tee -a "$LOG"
 exit "$failed"

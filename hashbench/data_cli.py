@@ -101,12 +101,21 @@ def prepare(options: dict[str, Any]) -> tuple[dict, int]:
 def time_epoch(options: dict[str, Any]) -> tuple[dict, int]:
     """Seconds to read one epoch of a split: decoding the files and, if prepared, from the cache
     (a dataset held in memory: one pass, labelled ``decode``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(options.pop("threads", 1))  # oversubscribed threads distort timings
+    try:
+        return _time_passes(options)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _time_passes(options: dict[str, Any]) -> tuple[dict, int]:
     import time
 
-    import torch
     from torch.utils.data import DataLoader
 
-    torch.set_num_threads(options.pop("threads", 1))  # oversubscribed threads distort timings
     split = options.pop("split", "train")
     batch_size = options.pop("batch_size", 64)
     workers = options.get("workers") or 0

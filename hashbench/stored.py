@@ -17,6 +17,7 @@ from hashbench.errors import HashbenchError
 from hashbench.metrics import conventions, evaluate, parse_metric
 from hashbench.progress import Progress, SweepProgress
 from hashbench.results import CONVENTION_KEYS, ResultStore, conventions_of, eval_settings, latest, run_key
+from hashbench.settings import EVAL
 from hashbench.tables import render
 
 
@@ -126,14 +127,7 @@ def evaluate_stored(words: dict, stream=None) -> list[dict]:
 def _evaluate_stored(words: dict, stream=None) -> list[dict]:
     store, records = load_results(words.get("out", "out"))
     say = lambda text: print(text, file=stream or sys.stdout, flush=True)  # noqa: E731
-    overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}
-    unknown = set(overrides) - set(CONVENTION_KEYS) - {"metrics", "tables"}
-    if unknown:
-        from hashbench.errors import suggest
-
-        key = sorted(unknown)[0]
-        raise HashbenchError(f"unknown key 'eval.{key}'; valid: "
-                             f"{', '.join('eval.' + k for k in suggest(key, [*CONVENTION_KEYS, 'metrics', 'tables']))}")
+    overrides = EVAL.check({k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}, fill=False)
     if "metrics" in words:
         overrides["metrics"] = words["metrics"]
     for m in overrides.get("metrics", []):

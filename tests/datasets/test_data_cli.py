@@ -120,3 +120,16 @@ def test_time_reads_an_epoch_with_and_without_the_cache(mirflickr_tree, capsys):
     capsys.readouterr()
     assert main(["data", "time", *words]) == 0
     assert "prepared cache" in capsys.readouterr().out
+
+
+def test_time_leaves_the_process_thread_count_alone(tmp_path):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["data", "time", "dataset=multidigits", f"cache_dir={tmp_path}", "n_train=32", "n_query=4",
+                     "n_database=8", "threads=1"]) == 0
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
