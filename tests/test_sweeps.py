@@ -380,3 +380,19 @@ def test_a_second_sweep_into_a_busy_out_stops_and_changes_nothing(tmp_path, caps
         holder.communicate("", timeout=30)
     assert main(["run", f"out={out}", *THREE]) == 0  # released with the process: the sweep goes on
     assert calls == [("lsh", 8, 1), ("lsh", 8, 2)]
+
+
+def test_a_rerun_under_other_settings_says_what_differs(tmp_path, capsys):
+    """Stored runs of the same method, code length and seed under other settings are kept and not
+    reused, and the run says why in one line per method."""
+    out = tmp_path / "out"
+    words = ["methods=lsh", "bits=8", *TINY[:4]]
+    assert main(["run", f"out={out}", *words]) == 0
+    capsys.readouterr()
+    assert main(["run", f"out={out}", *words, "method.center=false"]) == 0
+    printed = capsys.readouterr().out
+    assert ("lsh: 1 stored run of the same code length and seed has other settings "
+            "(method.center: (unset) -> False); kept in results.jsonl, not reused: training anew") in printed
+    assert len(records(out)) == 2
+    assert main(["run", f"out={out}", *words, "method.center=false"]) == 0  # now done: nothing to say
+    assert "other settings" not in capsys.readouterr().out
