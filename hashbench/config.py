@@ -107,9 +107,9 @@ _LISTS = frozenset({"methods", "bits", "seeds", "plugins", "metrics", "ks", "dat
 RUN_WORDS = Words(
     keys={
         "methods": Field([ListOf(str, 1)], None, "comma-separated method names (configs/methods/NAME.py or any "
-                                                 "registered method); default dsrh"),
+                                                 "registered method); default: the config's (configs/default.py)"),
         "dataset": Field([str], None, "dataset name (configs/datasets/NAME.py or any registered dataset); "
-                                      "default multidigits"),
+                                      "default: the config's (configs/default.py)"),
         "bits": Field(RUN.fields["bits"].constraints, None, "code lengths, comma-separated, each 1..1024; "
                                                            "default 16,32,48,64"),
         "seeds": Field(RUN.fields["seeds"].constraints, None, "seeds, comma-separated non-negative integers; "
@@ -325,6 +325,8 @@ def _check_run(cfg: dict) -> dict:
         if key not in RUN.fields:
             raise HashbenchError(f"unknown top-level key {key!r} in the config; valid: "
                                  f"{', '.join(suggest(str(key), RUN.fields))}")
+    if not cfg.get("methods"):
+        raise HashbenchError("no methods to run; pass methods=NAME[,NAME...] or set methods in the config")
     out = dict(cfg)
     for key, f in RUN.fields.items():
         if key in SECTION_NAMES or key == "custom_imports":
@@ -351,6 +353,7 @@ class RunConfig:
     cfg: dict
     dataset_name: str
     method_overrides: dict = field(default_factory=dict)
+    methods: dict = field(default_factory=dict)  # name -> per-method config, filled by build_run_config
 
     def method_config(self, name: str) -> dict:
         """``cfg`` merged with method ``name``'s config and those ``method.*`` words it takes,
@@ -435,5 +438,5 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
     checked = _check_run(cfg)
     overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("method.")}
     run = RunConfig(checked, str(dataset_name), overrides)
-    run.method_configs()  # every method block checked now, before any data is loaded
+    run.methods = run.method_configs()  # every method block checked now, before any data is loaded
     return run

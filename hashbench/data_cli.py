@@ -82,8 +82,9 @@ def verify(options: dict[str, Any]) -> tuple[dict, int]:
     status = 0
     try:
         summary["splits"] = ds.split_sizes()
-        if ds.split_files():
-            summary["split_files"] = ds.split_files()
+        files = ds.split_files()
+        if files:
+            summary["split_files"] = files
     except HashbenchError as exc:
         summary["splits"] = {"error": str(exc)}
         status = 1

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
 import typing
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -166,9 +167,8 @@ def _accepts_one(constraint, value) -> tuple[bool, Any]:
         return isinstance(value, bool), value
     if constraint is Path:  # a path is given as a string (or a Path object)
         return isinstance(value, (str, Path)) and str(value) != "", value
-    if isinstance(constraint, type):
-        return isinstance(value, constraint) and not (constraint is not bool and isinstance(value, bool)
-                                                      and constraint in (int, float)), value
+    if isinstance(constraint, type):  # str, dict, list, nn.Module...: numbers go through Interval
+        return isinstance(value, constraint), value
     raise TypeError(f"not a constraint: {constraint!r}")  # our bug, not the user's
 
 
@@ -208,7 +208,6 @@ class Field:
     constraints: list
     default: Any = None
     help: str = ""
-    required: bool = False
 
 
 @dataclass
@@ -231,16 +230,9 @@ class Schema:
                     f"unknown key '{self.name}.{key}'; valid: "
                     f"{', '.join(f'{self.name}.{k}' for k in suggest(str(key), self.fields))}")
             out[key] = check(f"{self.name}.{key}", value, self.fields[key].constraints)
-        for key, f in self.fields.items():
-            if key not in out:
-                if f.required:
-                    raise HashbenchError(f"{self.name}.{key} is required ({f.help})")
-                if fill:
-                    out[key] = f.default
+        if fill:
+            out.update({k: f.default for k, f in self.fields.items() if k not in out})
         return out
-
-    def defaults(self) -> dict:
-        return {k: f.default for k, f in self.fields.items()}
 
 
 # ------------------------------------------------------------------------------ classes
@@ -252,7 +244,7 @@ def _from_annotation(hint) -> list | None:
     if hint in simple:
         return [simple[hint]]
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         out = []
         for arg in typing.get_args(hint):
             part = _from_annotation(arg)
@@ -287,23 +279,18 @@ def constraints_of(cls) -> dict[str, list]:
     return table
 
 
-def signature_of(obj) -> inspect.Signature:
-    """The signature users configure: a variant's own, else the class's constructor."""
-    return inspect.signature(obj)
-
-
-def check_params(owner: str, obj, params: dict, *, what: str = "parameter",
-                 prefix: str = "") -> dict:
-    """``params`` for the constructor of ``obj`` (a class or a builder function), checked: unknown
-    names refused (closest first), values against :func:`constraints_of`. Returns them converted."""
-    sig = signature_of(obj)
+def check_params(owner: str, obj, params: dict, *, prefix: str = "") -> dict:
+    """``params`` for the constructor of ``obj`` (a class, or a variant with its own signature),
+    checked: unknown names refused (closest first), values against :func:`constraints_of`.
+    Returns them converted."""
+    sig = inspect.signature(obj)
     accepted = {n: p for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     table = constraints_of(obj)
     out = {}
     for key, value in params.items():
         if key not in accepted and not takes_any:
-            raise HashbenchError(f"{owner} has no {what} '{prefix}{key}'; valid: "
+            raise HashbenchError(f"{owner} has no parameter '{prefix}{key}'; valid: "
                                  f"{', '.join(prefix + k for k in suggest(str(key), accepted))}")
         out[key] = check(f"{owner}: {prefix}{key}", value, table[key]) if key in table else value
     return out
@@ -311,5 +298,5 @@ def check_params(owner: str, obj, params: dict, *, what: str = "parameter",
 
 def required_params(obj) -> list[str]:
     """Names of the constructor's parameters without a default."""
-    return [n for n, p in signature_of(obj).parameters.items()
+    return [n for n, p in inspect.signature(obj).parameters.items()
             if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

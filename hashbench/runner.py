@@ -104,7 +104,7 @@ class Runner:
     def plan(self) -> list[Job]:
         """Every (method, bits, seed) of the sweep, in the order they run."""
         cfg = self.cfg
-        method_cfgs = self.run_config.method_configs()  # every block checked: fails before any data loads
+        method_cfgs = self.run_config.methods
         return [Job(name, mcfg, bits, seed, config_hash(mcfg), self.dataset_name)
                 for name, mcfg in method_cfgs.items() for bits in dict.fromkeys(cfg["bits"])
                 for seed in dict.fromkeys(cfg["seeds"])]
@@ -117,7 +117,8 @@ class Runner:
 
     def _run(self, jobs: list[Job]) -> list[dict]:
         cfg = self.cfg
-        done = {} if cfg["force"] else self.store.done()
+        stored = self.store.records()
+        done = {} if cfg["force"] else self.store.done(stored)
         todo = {}
         for job in jobs:
             prev = done.get(job.key + job.conventions)
@@ -145,7 +146,7 @@ class Runner:
             parts.append(f"{counts['train']} to train")
             self.say("; ".join(parts))
         if not cfg["force"]:
-            for line in self._changed_settings([j for j in jobs if todo[j.key] == "train"]):
+            for line in self._changed_settings([j for j in jobs if todo[j.key] == "train"], stored):
                 self.say(line)
         self.world.barrier()  # every process planned from the same results.jsonl before any is written
         progress = SweepProgress(len(jobs), [(j.name, todo[j.key]) for j in jobs if todo[j.key] != "skip"],
@@ -193,11 +194,11 @@ class Runner:
         self.say(f"results appended to {results_path}; tables in {self.out / f'tables-{self.run_id}.md'} (.tex)")
         return records
 
-    def _changed_settings(self, jobs: list[Job]) -> list[str]:
+    def _changed_settings(self, jobs: list[Job], records: list[dict]) -> list[str]:
         """One line per method whose runs to train have stored runs of the same method, dataset,
         code length and seed under other settings: what differs, and that those are not reused."""
         stored: dict[tuple, dict] = {}
-        for rec in self.store.records():
+        for rec in records:
             if isinstance(rec.get("config"), dict):
                 stored[(rec["method"], rec["dataset"], int(rec["bits"]), int(rec["seed"]))] = rec
         lines, seen = [], {}

@@ -50,7 +50,7 @@ class Indexed(Dataset):
     """A split whose items carry their row: ``(x, y, index)``."""
 
     def __init__(self, split):
-        self.split, self.labels = split, split.labels
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.split)

@@ -49,7 +49,8 @@ SECTIONS = {"train": TRAIN, "eval": EVAL, "classic": CLASSIC}
 # The top-level keys of a run config (files and words). The sections backbone, dataset and method
 # are dicts checked against their registered classes.
 RUN = Schema("run", {
-    "methods": Field([ListOf(str, min_len=1)], ["dsrh"], "method names"),
+    "methods": Field([ListOf(str, min_len=1)], None, "method names (no default here: configs/default.py sets "
+                                                     "the default run's)"),
     "bits": Field([ListOf(Interval(int, 1, 1024), min_len=1)], [16, 32, 48, 64], "code lengths"),
     "seeds": Field([ListOf(Interval(int, 0, 2**32 - 1), min_len=1)], [0], "seeds"),
     "device": Field([str], "auto", "auto, cpu, cuda or cuda:N"),

@@ -121,7 +121,7 @@ class TrainingSetBank(HashLoss):
         labels = torch.as_tensor(labels, dtype=torch.float32)
         self.register_buffer("bank_labels", labels)
         self.register_buffer("bank", labels.new_zeros(len(labels), n_bits))
-        self.register_buffer("rows", torch.arange(len(labels)))
+        self.register_buffer("rows", torch.arange(len(labels)), persistent=False)  # 0..n-1: not state
 
     def forward(self, codes, labels, indices=None, tuples=None, ref=None) -> dict[str, torch.Tensor]:
         if indices is None or not hasattr(self, "bank"):
