@@ -56,18 +56,34 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:200]
 
 
+def is_file_entry(entry: os.DirEntry) -> bool:
+    """``entry.is_file()``, False where asking fails (a symlink loop, a vanished file): one bad
+    entry must not stop the listing of its folder."""
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
 def present_mask(root: Path, rels: Sequence[str]) -> np.ndarray:
-    """Which ``root/rel`` files exist, listing each folder once: bool ``ndarray of shape (n,)``."""
+    """Which ``root/rel`` files exist, listing each folder once: bool ``ndarray of shape (n,)``.
+
+    An entry that cannot be checked (a symlink loop, no permission) counts as missing; its
+    neighbours are unaffected.
+    """
     by_dir: dict[str, list[int]] = {}
     for i, rel in enumerate(rels):
         by_dir.setdefault(rel.rpartition("/")[0], []).append(i)
     mask = np.zeros(len(rels), bool)
     for folder, members in by_dir.items():
+        names = set()
         try:
             with os.scandir(root / folder if folder else root) as it:
-                names = {e.name for e in it if e.is_file()}
-        except OSError:
-            continue
+                for entry in it:
+                    if is_file_entry(entry):
+                        names.add(entry.name)
+        except OSError:  # the folder itself is missing or unreadable: its entries are missing
+            pass
         for i in members:
             mask[i] = rels[i].rpartition("/")[2] in names
     return mask
@@ -179,19 +195,49 @@ def open_prepared(cache_dir: Path, size: int) -> tuple[Path, dict[str, int], dic
         manifest = json.loads(manifest_file.read_text())
     except (OSError, ValueError):
         return None
+    # a damaged or hand-edited manifest (valid JSON of another shape) means no cache, not a crash
+    if not isinstance(manifest, dict):
+        return None
     if manifest.get("resize") != RESIZE_METHOD or manifest.get("image_size") != size:
         return None
     paths = manifest.get("paths", [])
+    corrupt = manifest.get("corrupt", {})
+    if not (isinstance(paths, list) and all(isinstance(p, str) for p in paths)
+            and isinstance(corrupt, dict)):
+        return None
     try:
         shape = np.load(array_file, mmap_mode="r").shape
     except (OSError, ValueError):
         return None
     if shape != (len(paths), 3, size, size):
         return None
-    corrupt = dict(manifest.get("corrupt", {}))
+    corrupt = {str(k): str(v) for k, v in corrupt.items()}
     # rows of files that failed to decode are black: never serve them (a repaired file is decoded)
     rows = {p: i for i, p in enumerate(paths) if p not in corrupt}
     return array_file, rows, corrupt
+
+
+def _fill(array_file: Path, root: Path, rels: Sequence[str], size: int, workers: int
+          ) -> tuple[dict[str, str], list]:
+    """Decode every image into a new .npy at ``array_file``; the corrupt files and scan records.
+    The memory map is closed on return, before the caller renames the file."""
+    out = np.lib.format.open_memmap(array_file, mode="w+", dtype=np.uint8,
+                                    shape=(len(rels), 3, size, size))
+    corrupt: dict[str, str] = {}
+    records = []
+
+    def keep(i, arr, error, fsize, mtime):
+        if error:
+            out[i] = 0
+            corrupt[rels[i]] = error
+        else:
+            out[i] = arr.numpy()
+        if fsize >= 0:
+            records.append((rels[i], fsize, mtime, not error, error))
+
+    decode_all(root, rels, size, workers, keep)
+    out.flush()
+    return corrupt, records
 
 
 def prepare_images(cache_dir: Path, root: Path, rels: Sequence[str], size: int, workers: int,
@@ -211,24 +257,8 @@ def prepare_images(cache_dir: Path, root: Path, rels: Sequence[str], size: int, 
                              f"{free / 2**30:.1f} GiB free; pass cache_dir= elsewhere")
     manifest_file.unlink(missing_ok=True)
     partial = array_file.with_name(array_file.name + ".partial")
-    out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8,
-                                    shape=(len(rels), 3, size, size))
-    corrupt: dict[str, str] = {}
-    records = []
     start = time.perf_counter()
-
-    def keep(i, arr, error, fsize, mtime):
-        if error:
-            out[i] = 0
-            corrupt[rels[i]] = error
-        else:
-            out[i] = arr.numpy()
-        if fsize >= 0:
-            records.append((rels[i], fsize, mtime, not error, error))
-
-    decode_all(root, rels, size, workers, keep)
-    out.flush()
-    del out
+    corrupt, records = _fill(partial, root, rels, size, workers)
     os.replace(partial, array_file)
     if scan is not None:
         scan.append(records)

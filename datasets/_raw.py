@@ -20,6 +20,16 @@ cache dir
     ``$HASHBENCH_CACHE/<dataset>/<key>`` (``nuswide`` for both NUS-WIDE datasets), with
     ``HASHBENCH_CACHE`` defaulting to ``~/.cache/hashbench`` and ``<key>`` a hash of the data root.
 
+Paths outside the image root
+----------------------------
+Every catalogue path must lead to a file inside the image root: an absolute path must lie under
+it, and ``..`` may not climb out of it (a path with ``..`` is judged on the real folders, so ``..``
+after a symlink counts from where the symlink leads). Otherwise the dataset refuses, naming the
+first such entry (and its list file and line) and how many there are, before anything is read;
+``allow_outside_root=true`` (``listfile``, ``nuswide81``, ``nuswide21``) reads them anyway.
+Symlinks inside the root are followed wherever they point: placing them there is the user's
+choice, not the list's.
+
 Bad images
 ----------
 Missing files are found when the dataset is built (one directory listing per folder). Corrupt
@@ -34,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -43,7 +54,8 @@ import numpy as np
 from hashbench.errors import HashbenchError
 from hashbench.params import Flag, Interval
 
-from ._images import ImageSplit, ScanLog, decode_all, default_workers, fresh, open_prepared, prepare_images, present_mask
+from ._images import (ImageSplit, ScanLog, decode_all, default_workers, describe_error, fresh, open_prepared,
+                      prepare_images, present_mask)
 from ._splits import SplitStore, carve_val, pool_fingerprint
 from ._text import write_atomic
 from .base import SPLITS, HashingDataset, cache_root
@@ -75,6 +87,9 @@ class Catalogue:
         Splits given by the distribution itself (list files).
     notes : dict
         Extra facts for ``data verify``.
+    origin : (files, file_of, line_of) or None
+        Where each entry was read, for error messages: entry ``i`` is line ``line_of[i]`` of
+        ``files[file_of[i]]`` (plain arrays, not a function: datasets stay picklable).
     """
 
     image_root: Path
@@ -85,6 +100,37 @@ class Catalogue:
     present: np.ndarray | None = None
     fixed: dict | None = None
     notes: dict | None = None
+    origin: tuple[list, np.ndarray, np.ndarray] | None = None
+
+    def where(self, i: int) -> str:
+        """``" at <file> line <n>"`` for entry ``i``, or ``""`` when the parser did not say."""
+        if self.origin is None:
+            return ""
+        files, file_of, line_of = self.origin
+        return f" at {files[int(file_of[i])]} line {int(line_of[i])}"
+
+
+def outside_root(root: Path, rels: Sequence[str]) -> list[int]:
+    """Indices of the ``rels`` that do not lead inside ``root`` (see the module doc)."""
+    top = os.path.abspath(root)
+    real = os.path.realpath(root)
+
+    def under(p: str, folder: str) -> bool:
+        return p == folder or p.startswith(folder.rstrip(os.sep) + os.sep)
+
+    out = []
+    for i, rel in enumerate(rels):
+        climbs = ".." in rel and ".." in rel.split("/")
+        if not climbs and not rel.startswith("/"):
+            continue  # the usual case, decided without touching the file system
+        joined = os.path.join(top, rel)
+        lexical = os.path.normpath(joined)
+        inside = under(lexical, top) or under(lexical, real)
+        if inside and climbs:
+            inside = under(os.path.realpath(joined), real)
+        if not inside:
+            out.append(i)
+    return out
 
 
 class RawImageDataset(HashingDataset):
@@ -105,13 +151,13 @@ class RawImageDataset(HashingDataset):
     _parameter_constraints = {
         "data_root": [Path], "seed": [Interval(int, 0, None)], "image_size": [Interval(int, 8, None)],
         "n_val": [Interval(int, 0, None)], "strict": [Flag()], "scale_down": [Flag()], "cache_dir": [Path, None],
-        "use_cache": [Flag()],
+        "use_cache": [Flag()], "allow_outside_root": [Flag()],
     }
 
     # -- construction ---------------------------------------------------------------------------
     def _setup(self, data_root, *, protocol: str | None, seed: int, image_size: int, n_val: int,
                strict: bool, scale_down: bool, cache_dir, use_cache: bool,
-               identity: Sequence[str] = ()) -> None:
+               identity: Sequence[str] = (), allow_outside_root: bool = False) -> None:
         if data_root is None or str(data_root) == "":
             raise HashbenchError(f"{self.name}: data_root is required (the folder holding the data)")
         self.data_root = Path(data_root).expanduser()
@@ -138,6 +184,9 @@ class RawImageDataset(HashingDataset):
         self._scan_log = ScanLog(self.cache_dir / "scan.tsv")
 
         cat = self._read_catalogue()
+        self.allow_outside_root = bool(allow_outside_root)
+        if not self.allow_outside_root:
+            self._refuse_outside(cat)
         self.catalogue = cat
         self.class_names = list(cat.class_names)
         self.image_root = cat.image_root
@@ -162,6 +211,18 @@ class RawImageDataset(HashingDataset):
 
     def _read_catalogue(self) -> Catalogue:
         raise NotImplementedError
+
+    def _refuse_outside(self, cat: Catalogue) -> None:
+        bad = outside_root(cat.image_root, cat.rels)
+        if not bad:
+            return
+        first = bad[0]
+        hint = (" (strip_prefix= removes an absolute prefix written on another machine)"
+                if self.name == "listfile" else "")
+        raise HashbenchError(
+            f"{self.name}: {len(bad)} image path{'s' if len(bad) > 1 else ''} lead{'' if len(bad) > 1 else 's'} "
+            f"outside the image root {cat.image_root} (first: {cat.rels[first]!r}{cat.where(first)}); "
+            f"list paths must lead inside it{hint}; allow_outside_root=true reads them anyway")
 
     def _known_corrupt(self) -> dict[int, str]:
         """Corrupt candidates known from earlier decode passes whose files are unchanged."""
@@ -282,7 +343,14 @@ class RawImageDataset(HashingDataset):
             return self._assign
         record = self._record()
         store = SplitStore(self.cache_dir)
-        loaded = store.load(record, self.catalogue.rels)
+        try:
+            loaded = store.load(record, self.catalogue.rels)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # a split.json that parses but is not what hashbench writes (damaged, hand-edited):
+            # the stored split cannot be trusted, and forming it again overwrites it
+            log.warning("%s: the stored split in %s cannot be read (%s); forming it again",
+                        self.name, store.root, describe_error(exc))
+            loaded = None
         if loaded is not None:
             assign, meta = loaded
         else:

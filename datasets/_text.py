@@ -6,6 +6,7 @@ what hashbench writes its split files in.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -86,21 +87,41 @@ def normalise_path(path: str, strip_prefix: Sequence[str] = ()) -> str:
     return path
 
 
-def parse_list_file(path: Path, dataset: str, strip_prefix: Sequence[str] = ()
-                    ) -> tuple[list[str], np.ndarray]:
-    """Read the list format ``<path> <0|1> … <0|1>``.
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
-    Returns the normalised paths and labels as ``ndarray of shape (n, C)``, uint8. Every line must
-    carry the same number C ≥ 1 of 0/1 labels; a path may not contain spaces. Blank lines are
-    skipped.
-    """
+
+def _path_with_space(parts: Sequence[str]) -> int:
+    """How many tokens after the first are the rest of a path with spaces: the leading tokens
+    before a run of 0/1 labels that are not numbers (``cat.jpg`` in ``imgs/my cat.jpg 0 1``);
+    0 where the line reads as a path and labels."""
+    labels = parts[1:]
+    lead = 0
+    while lead < len(labels) and labels[lead] not in ("0", "1"):
+        lead += 1
+    if lead == 0 or lead == len(labels) or not set(labels[lead:]) <= {"0", "1"}:
+        return 0
+    if any(_NUMBER.fullmatch(t) for t in labels[:lead]):
+        return 0  # e.g. a label written -1 or 2: a bad label, not a path
+    return lead
+
+
+def parse_list_lines(path: Path, dataset: str, strip_prefix: Sequence[str] = ()
+                     ) -> tuple[list[str], np.ndarray, list[int]]:
+    """:func:`parse_list_file`, and the line number of each path in ``path`` (1-based)."""
     paths: list[str] = []
     rows: list[list[str]] = []
+    numbers: list[int] = []
     width = None
     for number, line in enumerate(read_text_lines(path), 1):
         parts = line.split()
         if not parts:
             continue
+        extra = _path_with_space(parts)
+        if extra:
+            raise HashbenchError(
+                f"{dataset}: {path} line {number}: the path {' '.join(parts[:1 + extra])!r} contains "
+                "a space; list paths may not contain spaces (rename the file, e.g. spaces to _, and "
+                "its list entries)")
         labels = parts[1:]
         if width is None:
             width = len(labels)
@@ -115,9 +136,22 @@ def parse_list_file(path: Path, dataset: str, strip_prefix: Sequence[str] = ()
             raise HashbenchError(f"{dataset}: {path} line {number}: labels must be 0 or 1, got {bad!r}")
         paths.append(normalise_path(parts[0], strip_prefix))
         rows.append(labels)
+        numbers.append(number)
     if not rows:
-        return [], np.zeros((0, 0), np.uint8)
-    return paths, np.array(rows).astype(np.uint8)
+        return [], np.zeros((0, 0), np.uint8), []
+    return paths, np.array(rows).astype(np.uint8), numbers
+
+
+def parse_list_file(path: Path, dataset: str, strip_prefix: Sequence[str] = ()
+                    ) -> tuple[list[str], np.ndarray]:
+    """Read the list format ``<path> <0|1> … <0|1>``.
+
+    Returns the normalised paths and labels as ``ndarray of shape (n, C)``, uint8. Every line must
+    carry the same number C ≥ 1 of 0/1 labels; a path may not contain spaces (a line whose path
+    has one is refused as such, not as a wrong number of labels). Blank lines are skipped.
+    """
+    paths, labels, _ = parse_list_lines(path, dataset, strip_prefix)
+    return paths, labels
 
 
 def format_list_file(paths: Sequence[str], labels: np.ndarray) -> bytes:

@@ -1,7 +1,8 @@
 """Images named by list files, the format most deep-hashing code and pre-made splits use.
 
 One line per image, space separated: ``<path> <0|1> <0|1> … <0|1>``; the path is relative to
-``data_root`` (backslashes are read as ``/``; paths may not contain spaces). Typically three files:
+``data_root`` and must stay inside it (backslashes are read as ``/``; paths may not contain spaces).
+Typically three files:
 ``train.txt``, ``test.txt`` (the queries) and ``database.txt``; an optional ``val`` file, or
 ``n_val`` images carved out of the training list with ``seed``. Published lists sometimes carry
 the absolute paths of their authors' machines: ``strip_prefix`` removes such a prefix (one string,
@@ -23,7 +24,7 @@ from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
 
 from ._raw import Catalogue, RawImageDataset
-from ._text import parse_class_names, parse_list_file
+from ._text import parse_class_names, parse_list_lines
 
 
 def _as_list(value) -> list[str]:
@@ -53,6 +54,11 @@ class ListFile(RawImageDataset):
     class_names : list of str, str or None
         Column names: a list, comma-separated names, or a file with one name per line. Default
         ``"0"``, ``"1"``, ….
+    allow_outside_root : bool
+        Read list paths that lead outside ``data_root`` (absolute paths elsewhere, ``..`` climbing
+        out of it). Default false: such a list is refused, naming its first such line, so a list
+        cannot make hashbench read arbitrary files. Symlinks inside ``data_root`` are followed
+        either way.
     seed, image_size, strict, cache_dir, use_cache
         As for ``mirflickr25k``.
     """
@@ -65,7 +71,7 @@ class ListFile(RawImageDataset):
     def __init__(self, data_root, *, train="train.txt", query="test.txt", database="database.txt",
                  val=None, strip_prefix=None, class_names=None, n_val: int = 0, seed: int = 0,
                  image_size: int = 224, strict: bool = False, cache_dir=None,
-                 use_cache: bool = True):
+                 use_cache: bool = True, allow_outside_root: bool = False):
         self.files = {"train": train, "query": query, "database": database}
         if val is not None:
             self.files["val"] = val
@@ -74,7 +80,7 @@ class ListFile(RawImageDataset):
         identity = [f"{k}={v}" for k, v in self.files.items()] + self.strip_prefix
         self._setup(data_root, protocol=None, seed=seed, image_size=image_size, n_val=n_val,
                     strict=strict, scale_down=False, cache_dir=cache_dir, use_cache=use_cache,
-                    identity=identity)
+                    identity=identity, allow_outside_root=allow_outside_root)
 
     def _resolve(self, spec, split: str) -> Path:
         path = Path(spec).expanduser()
@@ -94,7 +100,7 @@ class ListFile(RawImageDataset):
         width = None
         for split in order:
             path = self._resolve(self.files[split], split)
-            paths, labels = parse_list_file(path, self.name, self.strip_prefix)
+            paths, labels, lines = parse_list_lines(path, self.name, self.strip_prefix)
             if not paths:
                 raise HashbenchError(f"{self.name}: the {split} list file {path} lists no image")
             if width is None:
@@ -102,22 +108,24 @@ class ListFile(RawImageDataset):
             elif labels.shape[1] != width:
                 raise HashbenchError(f"{self.name}: {path} has {labels.shape[1]} label columns, "
                                      f"the {order[0]} list has {width}")
-            parsed[split] = (path, paths, labels)
+            parsed[split] = (path, paths, labels, lines)
 
         index: dict[str, int] = {}
         rels: list[str] = []
         owner: list[str] = []
+        first_line: list[int] = []
         for split in order:
-            for p in parsed[split][1]:
+            for p, line in zip(parsed[split][1], parsed[split][3]):
                 if p not in index:
                     index[p] = len(rels)
                     rels.append(p)
                     owner.append(split)
+                    first_line.append(line)
         all_labels = np.zeros((len(rels), width), np.uint8)
         filled = np.zeros(len(rels), bool)
         fixed = {}
         for split in order:
-            path, paths, labels = parsed[split]
+            path, paths, labels, _ = parsed[split]
             idx = np.array([index[p] for p in paths], dtype=np.int64)
             new = ~filled[idx]
             all_labels[idx[new]] = labels[new]
@@ -138,4 +146,7 @@ class ListFile(RawImageDataset):
         return Catalogue(image_root=self.data_root, rels=rels, labels=all_labels,
                          class_names=parse_class_names(self._class_names_arg, width, self.name, self.data_root),
                          fixed=fixed,
-                         notes={"list_files": {s: str(parsed[s][0]) for s in order}})
+                         notes={"list_files": {s: str(parsed[s][0]) for s in order}},
+                         origin=([parsed[s][0] for s in order],
+                                 np.array([order.index(s) for s in owner], dtype=np.int64),
+                                 np.array(first_line, dtype=np.int64)))

@@ -38,6 +38,7 @@ from hashbench.registry import DATASETS
 
 from hashbench.params import Interval, Options
 
+from ._images import is_file_entry
 from ._raw import Catalogue, RawImageDataset
 from ._splits import random_protocol
 from ._text import missing_file_error, read_text_lines
@@ -150,7 +151,7 @@ class MirFlickr25k(RawImageDataset):
         with os.scandir(image_dir) as it:
             for entry in it:
                 m = _IMAGE_NAME.match(entry.name)
-                if m and entry.is_file():
+                if m and is_file_entry(entry):
                     found[int(m.group(1))] = entry.name
         columns = self._column_files()
         annotated: list[np.ndarray] = []

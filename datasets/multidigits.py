@@ -10,12 +10,15 @@ Digit instances are split once into a *seen* pool (train and database canvases) 
 pool (query canvases): a query never contains a handwriting sample that training saw.
 
 The canvases are generated on first use and cached as ``.npz`` in ``cache_dir`` (default
-``$HASHBENCH_CACHE`` or ``~/.cache/hashbench``) under a name keyed by every parameter.
+``$HASHBENCH_CACHE`` or ``~/.cache/hashbench``) under a name keyed by every parameter. A cache file
+that cannot be read in full, or lacks an array of the expected shape, is generated again (with a
+warning).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +28,8 @@ from hashbench.errors import HashbenchError
 from hashbench.params import Interval
 from hashbench.registry import DATASETS
 from hashbench.atomic import atomic_write
+
+log = logging.getLogger("hashbench.datasets")
 
 GENERATOR_VERSION = 1  # bump when the drawing code changes, so stale caches are not reused
 
@@ -134,10 +139,41 @@ class MultiDigits(HashingDataset):
         self.cache_path = Path(cache_dir or cache_root()) / f"multidigits-{key}.npz"
         self._arrays = self._load_or_generate()
 
+    def _expected_shapes(self) -> dict[str, tuple]:
+        side = self.params["canvas_size"]
+        out = {}
+        for split in ("train", "query", "database"):
+            n = self.params[f"n_{split}"]
+            out.update({f"{split}_x": (n, 3, side, side), f"{split}_y": (n, 10), f"{split}_instances": (n, 4)})
+        return out
+
+    def _read_cache(self) -> dict[str, np.ndarray] | None:
+        """The cached arrays, or None (with a warning) when the file cannot be read in full or does
+        not hold the arrays these parameters make (a copy cut short by a full disk or a kill)."""
+        try:
+            with np.load(self.cache_path) as f:
+                arrays = {k: f[k] for k in f.files}
+            expected = self._expected_shapes()
+            wrong = next((k for k, shape in expected.items()
+                          if k not in arrays or arrays[k].shape != shape), None)
+            if wrong is not None:
+                problem = (f"{wrong} missing" if wrong not in arrays else
+                           f"{wrong} has shape {arrays[wrong].shape}, expected {expected[wrong]}")
+            elif arrays["train_x"].dtype != np.uint8:
+                problem = f"canvases of type {arrays['train_x'].dtype}, expected uint8"
+            else:
+                return arrays
+        except Exception as exc:  # noqa: BLE001 - whatever a damaged file raises, it is regenerated
+            problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:160]
+        log.warning("multidigits: the cache %s is damaged (%s); generating it again",
+                    self.cache_path, problem)
+        return None
+
     def _load_or_generate(self) -> dict[str, np.ndarray]:
         if self.cache_path.exists():
-            with np.load(self.cache_path) as f:
-                return {k: f[k] for k in f.files}
+            arrays = self._read_cache()
+            if arrays is not None:
+                return arrays
         arrays = generate(**self.params)
         # atomic, under a unique temporary name: concurrent generators (DDP processes) do not collide
         atomic_write(self.cache_path, lambda tmp: np.savez_compressed(tmp, **arrays))

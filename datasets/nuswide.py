@@ -9,7 +9,8 @@ Layout under ``data_root``::
     Flickr/<folder>/<file>                   the images (``image_dir=`` when elsewhere)
 
 A line ``a\\b\\folder\\file.jpg`` of the image list is read as ``Flickr/folder/file.jpg``: only the
-last two components count. Label columns follow the order of ``Concepts81.txt`` (alphabetical in
+last two components count (a ``..`` among them, climbing out of the image folder, is refused unless
+``allow_outside_root=true``). Label columns follow the order of ``Concepts81.txt`` (alphabetical in
 the distribution).
 
 Registered datasets:
@@ -117,7 +118,9 @@ class _NusWide(RawImageDataset):
             labels = np.ascontiguousarray(labels[:, keep])
             concepts = [concepts[c] for c in keep]
         return Catalogue(image_root=image_dir, rels=rels, labels=labels, class_names=concepts,
-                         notes=notes)
+                         notes=notes,
+                         origin=([list_file], np.zeros(len(rels), np.int64),
+                                 np.arange(1, len(rels) + 1)))
 
     def _record(self) -> dict:
         rec = super()._record()
@@ -147,6 +150,8 @@ class NusWide81(_NusWide):
         As for ``mirflickr25k``; ``n_train`` is used by ``standard`` only.
     image_dir : str or Path, optional
         The folder holding ``<folder>/<file>`` images when it is not ``data_root/Flickr``.
+    allow_outside_root : bool
+        Read image-list entries whose ``..`` climbs out of the image folder (default: refused).
     """
 
     name = "nuswide81"
@@ -160,12 +165,12 @@ class NusWide81(_NusWide):
     def __init__(self, data_root, *, protocol: str = "dsrh", seed: int = 0, image_size: int = 224,
                  n_query: int = 2100, n_train: int = 10500, n_val: int = 1000, image_dir=None,
                  strict: bool = False, scale_down: bool = False, cache_dir=None,
-                 use_cache: bool = True):
+                 use_cache: bool = True, allow_outside_root: bool = False):
         self.n_query = n_query
         self.n_train = n_train
         self._init(data_root, image_dir=image_dir, protocol=protocol, seed=seed,
                    image_size=image_size, n_val=n_val, strict=strict, scale_down=scale_down,
-                   cache_dir=cache_dir, use_cache=use_cache)
+                   cache_dir=cache_dir, use_cache=use_cache, allow_outside_root=allow_outside_root)
 
 
 @DATASETS.register_module(name="nuswide21")
@@ -181,7 +186,7 @@ class NusWide21(_NusWide):
         ``standard``: queries and training images drawn per concept (100 and 500).
     n_query : int
         ``dsrh``: number of random queries (2,100).
-    seed, image_size, n_val, strict, scale_down, cache_dir, use_cache, image_dir
+    seed, image_size, n_val, strict, scale_down, cache_dir, use_cache, image_dir, allow_outside_root
         As for ``nuswide81``.
     """
 
@@ -198,14 +203,15 @@ class NusWide21(_NusWide):
     def __init__(self, data_root, *, protocol: str = "standard", seed: int = 0,
                  image_size: int = 224, per_concept_query: int = 100, per_concept_train: int = 500,
                  n_query: int = 2100, n_val: int = 1000, image_dir=None, strict: bool = False,
-                 scale_down: bool = False, cache_dir=None, use_cache: bool = True):
+                 scale_down: bool = False, cache_dir=None, use_cache: bool = True,
+                 allow_outside_root: bool = False):
         self.per_concept_query = per_concept_query
         self.per_concept_train = per_concept_train
         self.n_query = n_query
         self.n_train = None
         self._init(data_root, image_dir=image_dir, protocol=protocol, seed=seed,
                    image_size=image_size, n_val=n_val, strict=strict, scale_down=scale_down,
-                   cache_dir=cache_dir, use_cache=use_cache)
+                   cache_dir=cache_dir, use_cache=use_cache, allow_outside_root=allow_outside_root)
 
     def _size_params(self) -> tuple[str, ...]:
         if self.protocol == "standard":

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from hashbench import data_cli
 from hashbench.cli import main
@@ -133,3 +135,34 @@ def test_time_leaves_the_process_thread_count_alone(tmp_path):
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_missing_required_parameter_is_one_line_naming_it(capsys):
+    for action in ("verify", "prepare", "time"):
+        for name in ("listfile", "mirflickr25k", "nuswide81", "nuswide21", "features"):
+            assert main(["data", action, f"dataset={name}"]) == 2
+            err = capsys.readouterr().err.strip()
+            assert len(err.splitlines()) == 1 and err.startswith("hashbench: error:")
+            assert "needs data_root" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("split_json", ["{", "[]", "null", '{"record": {}, "files": 7}'])
+def test_damaged_files_in_the_cache_dir_do_not_stop_verify(mirflickr_tree, capsys, split_json):
+    """split.json, scan.tsv and the prepared manifest are hashbench's own files, but a full disk
+    or a hand edit can leave anything in them: they are then ignored and written again."""
+    root, _ = mirflickr_tree
+    words = ["dataset=mirflickr25k", f"data_root={root}", *SMALL, "--json"]
+    assert main(["data", "prepare", *words[:-1], "workers=0"]) == 0
+    assert main(["data", "verify", *words]) == 0
+    before = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cache = Path(before["split_files"]["dir"]).parents[1]
+    for f in cache.rglob("split.json"):
+        f.write_text(split_json)
+    with open(cache / "scan.tsv", "ab") as f:
+        f.write(b"\xff\xfe garbage\tnot-a-size\t\x00\n\t\t\t\nim1.jpg\t12")
+    assert (cache / "images-16.json").is_file() and (cache / "scan.tsv").is_file()
+    (cache / "images-16.json").write_text("null")
+    assert main(["data", "verify", *words]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["splits"] == before["splits"] and after["corrupt"] == before["corrupt"] == 1
+    assert after["split_files"]["files"]["train"]["sha256"] == before["split_files"]["files"]["train"]["sha256"]

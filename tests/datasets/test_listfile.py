@@ -141,3 +141,106 @@ def test_split_files_written_by_a_protocol_read_back_as_list_files(tmp_path):
     for name in ("train", "query", "database"):
         assert back.get(name).rel_paths == mir.get(name).rel_paths
         assert np.array_equal(back.get(name).labels, mir.get(name).labels)
+
+
+# ------------------------------------------------------------------------------ paths outside the root
+def _verify(root, *words):
+    from hashbench.cli import main
+
+    return main(["data", "verify", "dataset=listfile", f"data_root={root}", "image_size=16", *words, "--json"])
+
+
+@pytest.fixture
+def plain_tree(tmp_path):
+    """Six images under root/imgs, lists without prefixes; a real image outside the root."""
+    root = tmp_path / "plain"
+    for i in range(6):
+        write_jpeg(root / "imgs" / f"{i}.jpg", seed=i)
+    write_jpeg(tmp_path / "outside" / "secret.jpg", seed=99)
+    write_lines(root / "train.txt", ["imgs/0.jpg 1 0", "imgs/1.jpg 0 1"])
+    write_lines(root / "test.txt", ["imgs/2.jpg 1 0"])
+    write_lines(root / "database.txt", ["imgs/3.jpg 1 0", "imgs/4.jpg 0 1", "imgs/5.jpg 1 1"])
+    return root
+
+
+def test_list_paths_leading_outside_the_root_are_refused_unless_allowed(plain_tree, capsys):
+    """A list entry ../../etc/passwd or /etc/hostname was read as a training image."""
+    import json
+
+    secret = plain_tree.parent / "outside" / "secret.jpg"
+    write_lines(plain_tree / "train.txt", ["imgs/0.jpg 1 0", "../outside/secret.jpg 0 1",
+                                           "../../../../../../../../etc/passwd 1 0", f"{secret} 1 1"])
+    assert _verify(plain_tree) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and captured.out == ""
+    assert err.startswith("hashbench: error: listfile: 3 image paths lead outside the image root")
+    assert f"first: '../outside/secret.jpg' at {plain_tree / 'train.txt'} line 2" in err
+    assert "allow_outside_root=true" in err
+    assert _verify(plain_tree, "allow_outside_root=true", "decode=false") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["splits"]["train"] == 4  # the opt-in reads them (passwd is not an image: decode=false)
+
+
+def test_paths_inside_the_root_pass_however_written(plain_tree, tmp_path, capsys):
+    """Absolute paths under the root, `..` that stays inside, and symlinks placed inside the root
+    (the user's own choice) are all fine."""
+    import os
+
+    os.symlink(tmp_path / "outside", plain_tree / "linked")
+    write_lines(plain_tree / "train.txt", [f"{plain_tree / 'imgs' / '0.jpg'} 1 0", "imgs/../imgs/1.jpg 0 1",
+                                           "linked/secret.jpg 1 1"])
+    assert _verify(plain_tree, "decode=false") == 0
+    assert capsys.readouterr().out.count('"train": 3') == 1
+
+
+def test_dotdot_after_a_symlink_counts_from_where_it_leads(plain_tree, tmp_path, capsys):
+    import os
+
+    deep = tmp_path / "outside" / "deep"
+    deep.mkdir()
+    os.symlink(deep, plain_tree / "linked")
+    # lexically this is <root>/secret.jpg; the file system reads outside/secret.jpg
+    write_lines(plain_tree / "test.txt", ["linked/../secret.jpg 1 0"])
+    assert _verify(plain_tree) == 2
+    err = capsys.readouterr().err
+    assert "1 image path leads outside" in err and "'linked/../secret.jpg'" in err and "test.txt line 1" in err
+
+
+# ------------------------------------------------------------------------------ symlink loops
+def test_a_symlink_loop_in_an_image_folder_hides_no_other_image(plain_tree, capsys):
+    """`ln -s loop loop` in imgs/ once made all six images count as missing."""
+    import json
+    import os
+
+    os.symlink("loop", plain_tree / "imgs" / "loop")
+    assert _verify(plain_tree, "decode=false") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing"] == 0 and report["usable"] == 6
+    write_lines(plain_tree / "test.txt", ["imgs/2.jpg 1 0", "imgs/loop 0 1"])  # the loop itself: missing
+    assert _verify(plain_tree, "decode=false") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["missing"] == 1 and report["missing_files"] == ["imgs/loop"] and report["usable"] == 6
+
+
+# ------------------------------------------------------------------------------ spaces in paths
+def test_a_path_with_a_space_is_named_as_such(plain_tree, capsys):
+    """`images/my cat.jpg 0 1` once read as "has 3 labels, the first line has 2"."""
+    write_lines(plain_tree / "database.txt", ["imgs/3.jpg 1 0", "imgs/my cat.jpg 0 1"])
+    assert _verify(plain_tree) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{plain_tree / 'database.txt'} line 2: the path 'imgs/my cat.jpg' contains a space" in err
+    assert "may not contain spaces" in err
+
+
+def test_a_space_in_the_first_lines_path_is_not_taken_for_a_label(plain_tree):
+    write_lines(plain_tree / "train.txt", ["imgs/my new cat.jpg 1 0", "imgs/1.jpg 0 1"])
+    with pytest.raises(HashbenchError, match=r"train.txt line 1: the path 'imgs/my new cat.jpg' contains a space"):
+        lf(plain_tree, strip_prefix=None)
+
+
+def test_a_numeric_bad_label_is_still_a_bad_label(plain_tree):
+    write_lines(plain_tree / "train.txt", ["imgs/0.jpg 2 0", "imgs/1.jpg 0 1"])
+    with pytest.raises(HashbenchError, match="labels must be 0 or 1, got '2'"):
+        lf(plain_tree, strip_prefix=None)

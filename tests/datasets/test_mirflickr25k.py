@@ -287,3 +287,19 @@ def test_prepared_cache_returns_the_same_pixels_as_decoding(mirflickr_tree):
     # a different image size does not use the cache
     other = mir(root, image_size=24)
     assert other.inventory()["prepared_cache"] is None
+
+
+def test_a_symlink_loop_among_the_images_counts_as_one_missing_image(mirflickr_tree, capsys):
+    """A self-referencing im5.jpg once ended the build with an OSError traceback."""
+    import os
+
+    from hashbench.cli import main
+
+    root, _ = mirflickr_tree
+    os.symlink("im5.jpg", root / "mirflickr" / "im5.jpg")  # im5 is annotated, its file absent
+    os.symlink("loop", root / "mirflickr" / "loop")
+    status = main(["data", "verify", "dataset=mirflickr25k", f"data_root={root}", "n_query=10", "n_val=5",
+                   "image_size=16", "decode=false", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0 and report["missing"] == 1 and report["missing_files"] == ["mirflickr/im5.jpg"]
+    assert report["usable"] == 57  # 58 labelled, im5 missing (nothing decoded)

@@ -96,3 +96,50 @@ def test_processes_generating_the_same_cache_at_once_both_succeed(tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == [built[0].cache_path.name]  # no temporary file left
     monkeypatch.undo()
     assert np.array_equal(make(tmp_path).get("train").labels, built[0].get("train").labels)
+
+
+def _damage_truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _damage_garbage(path):
+    path.write_bytes(b"not a zip file at all")
+
+
+def _damage_drop_array(path):
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files if k != "query_y"}
+    np.savez_compressed(path, **arrays)
+
+
+def _damage_reshape(path):
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["train_x"] = arrays["train_x"][:5]
+    np.savez_compressed(path, **arrays)
+
+
+@pytest.mark.parametrize("damage", [_damage_truncate, _damage_garbage, _damage_drop_array, _damage_reshape])
+def test_a_damaged_cache_is_generated_again_with_a_warning(tmp_path, damage, capsys, caplog):
+    """A cache cut short (full disk, killed copy) once failed every later build with a traceback."""
+    import json
+    import logging
+
+    from hashbench.cli import main
+
+    words = ["dataset=multidigits", f"cache_dir={tmp_path}", "n_train=120", "n_query=40", "n_database=80",
+             "--json"]
+    first = make(tmp_path)
+    reference = {s: first.get(s).labels.copy() for s in ("train", "query", "database")}
+    damage(first.cache_path)
+    with caplog.at_level(logging.WARNING, logger="hashbench.datasets"):
+        assert main(["data", "verify", *words]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"] == {"train": 120, "query": 40, "database": 80}
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "damaged" in warnings[0] and "generating it again" in warnings[0]
+    assert "\n" not in warnings[0]
+    caplog.clear()
+    again = make(tmp_path)  # the regenerated file is whole: read without another warning
+    assert not caplog.records
+    for split, labels in reference.items():
+        assert np.array_equal(again.get(split).labels, labels)

@@ -167,3 +167,23 @@ def test_both_nuswide_datasets_share_one_prepared_cache(nuswide_tree):
     split = small.get("train")
     assert small.cache_dir == big.cache_dir and (split.rows >= 0).all()
     assert small.report_file != big.report_file
+
+
+def test_an_image_list_entry_climbing_out_of_the_image_folder_is_refused(nuswide_tree, capsys):
+    """Only the last two components of a line count, so `x\\..\\name.jpg` reads as ../name.jpg."""
+    from hashbench.cli import main
+
+    root, truth = nuswide_tree
+    list_file = root / "ImageList" / "Imagelist.txt"
+    lines = list_file.read_bytes().split(b"\r\n")
+    lines[2] = b"C:\\ImageData\\Flickr\\zoo\\..\\0002_1014.jpg"
+    list_file.write_bytes(b"\r\n".join(lines))
+    words = ["data", "verify", "dataset=nuswide81", f"data_root={root}", "n_query=10", "n_val=5",
+             "image_size=16", "decode=false", "--json"]
+    assert main(words) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert (f"nuswide81: 1 image path leads outside the image root {root / 'Flickr'} (first: "
+            f"'../0002_1014.jpg' at {list_file} line 3)") in err
+    assert main(words[:-1] + ["allow_outside_root=true", "--json"]) == 0
+    assert '"missing": 2' in capsys.readouterr().out  # read where it leads: Flickr/../0002_1014.jpg
