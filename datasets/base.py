@@ -10,6 +10,8 @@ registered name), a ``kind`` and ``class_names``, and answers:
 ``split_sizes()``                 ``{split: size}`` (``data verify``)
 ``split_files()``                 where the splits are written (``dir`` and each split's list file
                                   with its sha256), or ``{}`` for splits that are not written
+``fingerprint(splits)``           what the data under a run is (:func:`split_digest` of each split):
+                                  every record carries it, so a rerun notices changed data
 ``inventory()``                   counts for ``data verify``: ``dataset``, ``images``, ``labelled``,
                                   ``classes``, ``class_names``, ``missing``, ``corrupt``,
                                   ``usable``, ``published`` (the full distribution's counts), ...
@@ -33,6 +35,7 @@ trained on) and ``all_inputs()`` (every input as one array, for classic methods 
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -77,6 +80,31 @@ class ArraySplit(Dataset):
         return self.inputs.numpy()
 
 
+def split_digest(split) -> str:
+    """sha256 (hex) of what a split is: its items' ids in order, its labels (dtype, shape, bytes)
+    and, for a split held in memory (``inputs``: features, generated images), the inputs too.
+
+    Images read from files are identified by their paths (the ids), not their bytes: an image
+    edited in place keeps its digest; one that goes missing or corrupt leaves the split and so
+    changes it.
+    """
+    h = hashlib.sha256()
+    labels = np.ascontiguousarray(np.asarray(split.labels))
+    h.update(f"labels|{labels.dtype}|{labels.shape}|".encode())
+    h.update(labels.tobytes())
+    ids = np.asarray(split.ids, dtype=str)
+    h.update(f"ids|{len(ids)}|".encode())
+    h.update("\n".join(ids.tolist()).encode())
+    inputs = getattr(split, "inputs", None)
+    if inputs is not None:
+        arr = inputs.numpy() if isinstance(inputs, torch.Tensor) else np.asarray(inputs)
+        h.update(f"inputs|{arr.dtype}|{arr.shape}|".encode())
+        rows = max(1, (64 << 20) // max(1, arr[:1].nbytes))  # hashed in 64 MB slices: no copy of the whole
+        for start in range(0, len(arr), rows):
+            h.update(np.ascontiguousarray(arr[start:start + rows]).data)
+    return h.hexdigest()
+
+
 class HashingDataset:
     """Base class of every dataset: subclasses set ``name``, ``kind``, ``class_names`` and implement
     :meth:`split` (and :meth:`splits` when they have a ``val`` split); the rest of the contract
@@ -112,6 +140,13 @@ class HashingDataset:
     def split_files(self) -> dict:
         """``dir`` and ``files`` ({split: {file, count, sha256, path}}) of written split files, or ``{}``."""
         return {}
+
+    def fingerprint(self, splits=SPLITS) -> dict:
+        """``{"sha256": ..., "splits": {split: {"n": size, "sha256": digest}}}``: the data a run
+        trains and is scored on (:func:`split_digest` of each split, combined in split order)."""
+        parts = {s: {"n": int(len(self.get(s))), "sha256": split_digest(self.get(s))} for s in splits}
+        whole = hashlib.sha256("|".join(f"{s}:{v['n']}:{v['sha256']}" for s, v in parts.items()).encode())
+        return {"sha256": whole.hexdigest(), "splits": parts}
 
     def inventory(self) -> dict:
         """Counts for ``data verify`` (in-memory data: nothing is missing or corrupt)."""

@@ -2,6 +2,8 @@
 
 A checkpoint holds only tensors and plain Python values (RNG states included), so it loads with
 ``torch.load(weights_only=True)`` — torch's default since 2.6 — and nothing in it can run code.
+The file is one header line (``HASHBENCH-CHECKPOINT sha256=<hex> bytes=<n>``) followed by
+``torch.save``'s bytes, so damage is detected before anything is loaded.
 mmengine's own ``CheckpointHook`` resume is not used: 0.10.7 does not pass ``weights_only`` and
 fails under torch >= 2.6.
 
@@ -12,6 +14,8 @@ parameters and buffers such as a memory bank or class centres), ``optimizer``, `
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import random
@@ -23,7 +27,7 @@ import torch
 from hashbench.atomic import atomic_write
 from hashbench.errors import HashbenchError
 
-FORMAT = "hashbench-train-2"
+FORMAT = "hashbench-train-3"
 # Keys of the ``train`` section that change the training trajectory; a checkpoint written under
 # other values of these is refused instead of silently continued.
 TRAJECTORY_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "cosine", "precision")
@@ -61,26 +65,67 @@ def _as_tuples(x):
     return tuple(_as_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
+MAGIC = b"HASHBENCH-CHECKPOINT"
+
+
+class BadCheckpoint(HashbenchError):
+    """A checkpoint that cannot be continued from: damaged (its checksum fails), unreadable, of
+    another format, or written by another training configuration."""
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` to ``path`` atomically: a reader (or a run killed mid-write) sees the
-    previous checkpoint or the new one, never half."""
-    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    """Write ``state`` to ``path`` atomically, behind a one-line header carrying the sha256 of
+    the bytes that follow: a reader (or a run killed mid-write) sees the previous checkpoint or
+    the new one, never half, and a file damaged later fails its checksum instead of loading.
+
+    ``torch.save`` writes to memory first: a full disk is :func:`hashbench.atomic.disk_full`'s one
+    line naming the file and the free space, not torch's zip-writer message.
+    """
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getbuffer()
+    header = MAGIC + f" sha256={hashlib.sha256(payload).hexdigest()} bytes={len(payload)}\n".encode()
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(header)
+            f.write(payload)
+
+    atomic_write(Path(path), write)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by :func:`hashbench.train.train_deep`; a file that is not one (of
-    this format) is refused in one line."""
+    """Read a checkpoint written by :func:`save_checkpoint`; :class:`BadCheckpoint` (one line
+    saying why) for a file that is not one of this format or fails its checksum."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as f:
+            header = f.readline(200)
+            payload = f.read()
+    except OSError as e:
+        raise BadCheckpoint(f"checkpoint {str(path)!r} cannot be read ({e.strerror or e})") from None
+    fields = dict(part.split(b"=", 1) for part in header.split()[1:] if b"=" in part)
+    if not header.startswith(MAGIC + b" ") or b"sha256" not in fields:
+        raise BadCheckpoint(f"{str(path)!r} is not a hashbench training checkpoint of this version ({FORMAT})")
+    if fields.get(b"bytes") != str(len(payload)).encode() or \
+            hashlib.sha256(payload).hexdigest().encode() != fields[b"sha256"]:
+        raise BadCheckpoint(f"checkpoint {str(path)!r} is damaged: its contents do not match the sha256 "
+                            "written with it")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [""]
         why = next((ln for ln in lines if "Unsupported global" in ln), lines[0])
-        raise HashbenchError(f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {why}); "
-                             "delete it to train from scratch") from None
+        raise BadCheckpoint(f"checkpoint {str(path)!r} cannot be read ({type(e).__name__}: {why})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise HashbenchError(f"{str(path)!r} is not a hashbench training checkpoint ({FORMAT}); "
-                             "delete it to train from scratch")
+        raise BadCheckpoint(f"{str(path)!r} is not a hashbench training checkpoint ({FORMAT})")
     return state
+
+
+def set_aside(path: str | os.PathLike) -> Path:
+    """Move an unusable checkpoint to ``<name>.bad`` (kept for inspection, never read again)."""
+    bad = Path(f"{path}.bad")
+    os.replace(path, bad)
+    return bad
 
 
 def fingerprint(method, model, cfg: dict, seed: int) -> str:

@@ -34,6 +34,7 @@ from mmengine.config import Config, DictAction
 from hashbench.errors import HashbenchError, suggest
 from hashbench.params import Field, Flag, Interval, ListOf, Options, check, check_params, required_params
 from hashbench.registry import BACKBONES, DATASETS, METHODS, entries, lookup
+from hashbench.results import check_out_folder
 from hashbench.settings import CLASSIC, EVAL, RUN, TRAIN
 
 CONFIG_ROOT = Path(str(files("hashbench.configs")))
@@ -333,6 +334,7 @@ def _check_run(cfg: dict) -> dict:
             continue
         out[key] = check(key, cfg[key], f.constraints) if key in cfg else f.default
     check_device(out["device"])
+    check_out_folder(out["out"])
     out["train"] = TRAIN.check(cfg.get("train"), fill=False)
     out["classic"] = CLASSIC.check(cfg.get("classic"), fill=False)
     out["eval"] = check_eval(cfg.get("eval"))

@@ -23,7 +23,7 @@ import numpy as np
 
 from hashbench.errors import HashbenchError
 from hashbench.atomic import atomic_write, atomic_write_text
-from hashbench.results import CONVENTION_KEYS, ResultStore, latest
+from hashbench.results import CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, latest
 from hashbench.tables import check_metrics, label_variants, present, row_label, section_tags, sections, table_metrics
 
 MISSING = "plotting needs matplotlib, an optional extra: pip install 'hashbench[plot]'"
@@ -92,14 +92,21 @@ def _curves(store: ResultStore, recs: list[dict], conv: tuple, ks) -> tuple[dict
         else:
             missing.append(f"{r['method']} {r['bits']} bits seed {r['seed']}")
     out = {}
-    for (row, bits), rs in runs.items():
+    for (row, bits), rs in list(runs.items()):
         per_seed = []
-        for r in rs:
-            c = store.load_codes(r["config_hash"], r["bits"], r["seed"])
+        for r in list(rs):
+            try:
+                c = store.load_codes(r["config_hash"], r["bits"], r["seed"])
+            except DamagedCodes as e:  # one damaged file costs its run's curves, not the figures
+                missing.append(f"{r['method']} {r['bits']} bits seed {r['seed']} ({e})")
+                rs.remove(r)
+                continue
             n_db = len(c["database"])
             cuts = [k for k in (ks or DEFAULT_CURVE_KS) if k <= n_db] or [n_db]
             per_seed.append(curves(c["query"], c["database"], c["query_labels"], c["database_labels"], ks=cuts,
                                    ties=settings["ties"], no_relevant=settings["no_relevant"]))
+        if not per_seed:
+            continue
         cuts = min((list(p["k"]) for p in per_seed), key=len)
         out[(row, bits)] = dict(
             k=[int(k) for k in cuts], seeds=sorted(int(r["seed"]) for r in rs),
@@ -120,7 +127,7 @@ def plot(words: dict, stream=None) -> list[Path]:
     merged = select(latest(records), words)
     metrics = words.get("metrics") or table_metrics(merged)
     check_metrics(merged, metrics)
-    to = Path(words.get("to", out / "figures"))
+    to = check_out_folder(words.get("to", out / "figures"), "to")
     groups = sections(merged)
     written, left_out = [], []
     for (dataset, conv, recs), tag in zip(groups, section_tags(groups)):
@@ -166,6 +173,6 @@ def plot(words: dict, stream=None) -> list[Path]:
             atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
             written.append(path)
     if left_out and stream is not None:
-        print(f"no saved codes for {len(left_out)} runs (older runs?): no curves for "
+        print(f"no usable saved codes for {len(left_out)} runs (older runs, or refused): no curves for "
               + ", ".join(left_out[:5]) + (" …" if len(left_out) > 5 else ""), file=stream)
     return written

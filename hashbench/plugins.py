@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import sys
+import traceback
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -19,7 +21,43 @@ ENTRY_POINT_GROUP = "hashbench.plugins"
 
 
 def import_plugin(name: str):
-    """Import a plugin given as a module name or a path to a ``.py`` file."""
+    """Import a plugin given as a module name or a path to a ``.py`` file.
+
+    The built-in entries are registered first, so a plugin that registers a name already taken
+    (``lsh``) is refused in one line naming both definitions, whatever was imported before.
+    """
+    from hashbench.registry import REGISTRIES, entries
+
+    for registry in REGISTRIES.values():
+        entries(registry)
+    try:
+        return _import(name)
+    except KeyError as e:
+        message = str(e.args[0]) if e.args else ""
+        if "is already registered in" not in message:
+            raise
+        raise HashbenchError(_clash(name, message, e.__traceback__)) from None
+
+
+def _clash(plugin: str, message: str, tb) -> str:
+    """'plugin X registers method 'lsh' at file:line, already defined at file:line; ...'."""
+    from hashbench.registry import REGISTRIES
+
+    taken, _, kind = message.partition(" is already registered in ")
+    kind = kind.split(" at ")[0].strip()
+    frames = [f for f in traceback.extract_tb(tb) if "mmengine" not in f.filename]
+    where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else plugin
+    registry = next((r for r in REGISTRIES.values() if r.name == kind), None)
+    existing = registry.module_dict.get(taken) if registry is not None else None
+    try:
+        first = f"{inspect.getsourcefile(existing)}:{inspect.getsourcelines(existing)[1]}"
+    except (TypeError, OSError):
+        first = getattr(existing, "__module__", "another module")
+    return (f"plugin {plugin!r} registers {kind} {taken!r} at {where}, but {taken!r} is already defined at "
+            f"{first}; register it under another name (e.g. @{kind.upper()}S.register_module(name='my_{taken}'))")
+
+
+def _import(name: str):
     path = Path(name)
     if name.endswith(".py"):
         if not path.is_file():
@@ -30,7 +68,11 @@ def import_plugin(name: str):
         spec = importlib.util.spec_from_file_location(mod_name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[mod_name]  # half a plugin must not count as imported
+            raise
         return module
     try:
         return importlib.import_module(name)
@@ -44,8 +86,20 @@ def import_plugin(name: str):
 
 def load_entry_points() -> list[str]:
     """Import every installed ``hashbench.plugins`` entry point; returns their names."""
+    from hashbench.registry import REGISTRIES, entries
+
     loaded = []
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()
+    eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    if eps:
+        for registry in REGISTRIES.values():
+            entries(registry)
+    for ep in eps:
+        try:
+            ep.load()
+        except KeyError as e:
+            message = str(e.args[0]) if e.args else ""
+            if "is already registered in" not in message:
+                raise
+            raise HashbenchError(_clash(f"entry point {ep.name}", message, e.__traceback__)) from None
         loaded.append(ep.name)
     return loaded

@@ -28,7 +28,10 @@ import io
 import json
 import logging
 import os
+import re
 import socket
+import tempfile
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable
@@ -117,7 +120,7 @@ def eval_settings(ev: dict) -> dict:
 
 def conventions_of(record: dict) -> tuple:
     """The evaluation conventions a record was scored under (older records: the config's eval)."""
-    ev = record.get("eval") or record.get("config", {}).get("eval", {})
+    ev = record.get("eval") or (record.get("config") or {}).get("eval") or {}
     defaults = dict(ties="expected", ap_denominator="retrieved", no_relevant="zero")
     return tuple(str(ev.get(k, defaults[k])) for k in CONVENTION_KEYS)
 
@@ -133,12 +136,52 @@ def stem(chash: str, bits: int, seed: int) -> str:
 
 
 # ------------------------------------------------------------------------------ records
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def record_problem(rec) -> str | None:
+    """Why ``rec`` is not a usable result record (``None`` when it is): the fields the store, the
+    tables and the paths of saved codes rely on, with their types."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not a record"
+    missing = [k for k in ("method", "dataset", "bits", "seed", "metrics") if k not in rec]
+    if missing:
+        return f"no {', '.join(missing)}"
+    for key in ("method", "dataset"):
+        if not isinstance(rec[key], str) or not rec[key]:
+            return f"{key} {rec[key]!r} is not a name"
+    for key in ("bits", "seed"):
+        if not isinstance(rec[key], int) or isinstance(rec[key], bool) or rec[key] < 0:
+            return f"{key} {rec[key]!r} is not a whole number >= 0"
+    if not isinstance(rec["metrics"], dict):
+        return f"metrics is a {type(rec['metrics']).__name__}, not a mapping of metric to value"
+    bad = next((k for k, v in rec["metrics"].items() if not _number(v)), None)
+    if bad is not None:
+        return f"metric {bad} has the value {rec['metrics'][bad]!r}, not a number"
+    chash = rec.get("config_hash")
+    if chash is not None and not (isinstance(chash, str) and HEX64.fullmatch(chash)):
+        return f"config_hash {chash!r} is not a sha256 hex digest"
+    for key in ("config", "eval", "eval_info", "data"):
+        if key in rec and rec[key] is not None and not isinstance(rec[key], dict):
+            return f"{key} is a {type(rec[key]).__name__}, not a mapping"
+    return None
+
+
 def read_records(path: Path) -> list[dict]:
-    """Every record of a ``results.jsonl``; an unreadable line (a crash while writing) is skipped
-    with a warning naming its line number."""
+    """Every record of a ``results.jsonl``; an unreadable line (a crash while writing) or a
+    damaged record (:func:`record_problem`) is skipped with a warning naming its line number."""
+    if path.is_dir():
+        raise HashbenchError(f"{path} is a folder, not a results file; move it away or choose another out=")
     if not path.exists():
         return []
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise HashbenchError(f"cannot read {path}: {e.strerror or e}") from None
     records = []
     lines = data.split(b"\n")
     for i, line in enumerate(lines, 1):
@@ -146,14 +189,38 @@ def read_records(path: Path) -> list[dict]:
             continue
         try:
             rec = json.loads(line)
-            if not isinstance(rec, dict) or not {"method", "dataset", "bits", "seed", "metrics"} <= set(rec):
-                raise ValueError("not a result record")
         except ValueError:
             where = "truncated last line" if i == len(lines) else f"unreadable line {i}"
             log.warning(f"{path}: ignoring a {where} ({len(line)} bytes; left by an interrupted write?)")
             continue
+        problem = record_problem(rec)
+        if problem:
+            log.warning(f"{path}: ignoring line {i}, a damaged record: {problem}")
+            continue
         records.append(rec)
     return records
+
+
+def data_of(record: dict) -> str | None:
+    """The data fingerprint a record was made on (``None`` for records older than fingerprints)."""
+    data = record.get("data")
+    return data.get("sha256") if isinstance(data, dict) else None
+
+
+def data_change(old: dict | None, new: dict) -> str:
+    """``"train 24 -> 23, query 8 -> 7"`` or ``"train: other items or labels"``: how the data under
+    a stored record (``old``, its ``data`` field) differs from ``new`` (a dataset fingerprint)."""
+    before = (old or {}).get("splits") or {}
+    parts = []
+    for split, now in new["splits"].items():
+        was = before.get(split)
+        if not isinstance(was, dict):
+            parts.append(f"{split}: not recorded")
+        elif was.get("n") != now["n"]:
+            parts.append(f"{split} {was.get('n')} -> {now['n']} items")
+        elif was.get("sha256") != now["sha256"]:
+            parts.append(f"{split}: other items, labels or inputs")
+    return ", ".join(parts) or "other data"
 
 
 # ------------------------------------------------------------------------------ merging
@@ -161,14 +228,40 @@ def latest(records: Iterable[dict]) -> list[dict]:
     """One record per (run key, evaluation conventions), metrics merged in file order (later wins).
 
     The merged record is the latest one of its group with ``metrics`` replaced by the union; the
-    groups keep the order in which they first appear.
+    groups keep the order in which they first appear. A record made on other data than the group
+    so far (:func:`data_of` differs) replaces it: metrics of different data are never merged.
     """
     groups: dict[tuple, dict] = {}
     for rec in records:
         key = run_key(rec) + conventions_of(rec)
-        before = groups.get(key, {}).get("metrics", {})
+        prev = groups.get(key)
+        same_data = prev is None or data_of(prev) is None or data_of(rec) is None or data_of(prev) == data_of(rec)
+        before = prev["metrics"] if prev is not None and same_data else {}
         groups[key] = {**rec, "metrics": {**before, **rec["metrics"]}}
     return list(groups.values())
+
+
+# ------------------------------------------------------------------------------ the folder
+def check_out_folder(out: str | Path, word: str = "out") -> Path:
+    """``out`` as a folder hashbench can write (it need not exist yet): one line saying why not
+    when it names a file, lies under a file, or cannot be written. Creates nothing."""
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise HashbenchError(f"{word}={out} is a file, not a folder; choose a folder ({word}=DIR)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise HashbenchError(f"{word}={out} lies under {probe}, which is a file, not a folder; choose a folder")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise HashbenchError(f"{word}={out} cannot be written ({probe}: {e.strerror or e}); choose a folder you "
+                             "can write to") from None
+    return path
 
 
 # ------------------------------------------------------------------------------ the store
@@ -230,14 +323,22 @@ class ResultStore:
         return {run_key(r) + conventions_of(r): r for r in merged}
 
     # codes ----------------------------------------------------------------------------------
+    def _stem(self, chash: str, bits: int, seed: int) -> str:
+        # The stem names files under out/: only a sha256 digest and two numbers may make it, so a
+        # record cannot point outside the folder.
+        if not (isinstance(chash, str) and HEX64.fullmatch(chash)):
+            raise HashbenchError(f"config_hash {chash!r} is not a sha256 hex digest; refusing to read or write "
+                                 f"codes for it under {self.out}")
+        return stem(chash, int(bits), int(seed))
+
     def codes_path(self, chash: str, bits: int, seed: int) -> Path:
-        return self.codes_dir / f"{stem(chash, bits, seed)}.npz"
+        return self.codes_dir / f"{self._stem(chash, bits, seed)}.npz"
 
     def manifest_path(self, chash: str, bits: int, seed: int) -> Path:
-        return self.codes_dir / f"{stem(chash, bits, seed)}.json"
+        return self.codes_dir / f"{self._stem(chash, bits, seed)}.json"
 
     def checkpoint_path(self, chash: str, bits: int, seed: int) -> Path:
-        return self.checkpoint_dir / f"{stem(chash, bits, seed)}.pt"
+        return self.checkpoint_dir / f"{self._stem(chash, bits, seed)}.pt"
 
     def has_codes(self, chash: str, bits: int, seed: int) -> bool:
         return self.manifest_path(chash, bits, seed).exists() and self.codes_path(chash, bits, seed).exists()
@@ -270,18 +371,55 @@ class ResultStore:
         return manifest
 
     def load_manifest(self, chash: str, bits: int, seed: int) -> dict:
-        return json.loads(self.manifest_path(chash, bits, seed).read_text())
+        """The manifest of saved codes, checked to belong to this run; :class:`DamagedCodes` when it
+        cannot be read or names another run."""
+        path = self.manifest_path(chash, bits, seed)
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise DamagedCodes(f"{path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        if not isinstance(manifest, dict):
+            raise DamagedCodes(f"{path} is not a codes manifest (a JSON {type(manifest).__name__})")
+        for key, want in (("config_hash", chash), ("bits", int(bits)), ("seed", int(seed))):
+            if manifest.get(key) != want:
+                raise DamagedCodes(f"{path} is the manifest of another run ({key} {manifest.get(key)!r}, "
+                                   f"expected {want!r}): copied over?")
+        if not isinstance(manifest.get("sha256"), str) or not isinstance(manifest.get("shapes"), dict):
+            raise DamagedCodes(f"{path} has no sha256 or shapes of its codes")
+        return manifest
 
     def load_codes(self, chash: str, bits: int, seed: int) -> dict[str, np.ndarray]:
-        """``query``, ``database`` (uint8 in {0, 1}, shape (n, bits)), ``query_labels``, ``database_labels``."""
+        """``query``, ``database`` (uint8 in {0, 1}, shape (n, bits)), ``query_labels``, ``database_labels``.
+
+        The file must have the sha256 its manifest records (a copied-over or damaged file is
+        refused, :class:`DamagedCodes`, naming it) and the shapes it records.
+        """
         if not self.has_codes(chash, bits, seed):
             raise HashbenchError(f"no saved codes for {stem(chash, bits, seed)} in {self.codes_dir}")
         manifest = self.load_manifest(chash, bits, seed)
-        with np.load(self.codes_path(chash, bits, seed)) as z:
-            out = {k: z[k] for k in ("query", "database", "query_labels", "database_labels")}
-        for k in ("query", "database"):
-            out[k] = np.unpackbits(out[k], axis=1, count=bits, bitorder=manifest.get("bit_order", BIT_ORDER))
-            if list(out[k].shape) != manifest["shapes"][k]:
-                raise HashbenchError(f"{self.codes_path(chash, bits, seed)}: {k} codes have shape "
-                                     f"{out[k].shape}, the manifest says {manifest['shapes'][k]}")
+        path = self.codes_path(chash, bits, seed)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DamagedCodes(f"{path} cannot be read: {e.strerror or e}") from None
+        if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
+            raise DamagedCodes(f"{path} does not have the sha256 its manifest {path.with_suffix('.json').name} "
+                               "records (copied over from another run, or damaged): refused")
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                out = {k: z[k] for k in ("query", "database", "query_labels", "database_labels")}
+            for k in ("query", "database"):
+                out[k] = np.unpackbits(out[k], axis=1, count=int(bits),
+                                       bitorder=manifest.get("bit_order", BIT_ORDER))
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise DamagedCodes(f"{path} cannot be read as saved codes ({type(e).__name__})") from None
+        for k in ("query", "database", "query_labels", "database_labels"):
+            if list(out[k].shape) != manifest["shapes"].get(k):
+                raise DamagedCodes(f"{path}: {k} has shape {list(out[k].shape)}, the manifest says "
+                                   f"{manifest['shapes'].get(k)}")
         return out
+
+
+class DamagedCodes(HashbenchError):
+    """Saved codes or their manifest that cannot be trusted (unreadable, or not what the manifest
+    records): the caller leaves the run out or computes it again."""

@@ -35,11 +35,11 @@ from hashbench.method import ClassicHasher, DeepMethod
 from hashbench.model import DeepHasher
 from hashbench.progress import SweepProgress
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build
-from hashbench.results import (CONVENTION_KEYS, ResultStore, code_config, config_diff, config_hash, eval_settings,
-                               method_kind, stem)
+from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, code_config, config_diff, config_hash,
+                               data_change, data_of, eval_settings, method_kind, stem)
 from hashbench.settings import CLASSIC, TRAIN
 from hashbench.stored import git_commit, new_run_id, rescored, score, shown, versions
-from hashbench.tables import render
+from hashbench.tables import no_relevant_note, render
 from hashbench.train import train_deep
 
 
@@ -100,6 +100,7 @@ class Runner:
         if self.dataset is None:
             self.dataset = build(DATASETS, self.cfg["dataset"])
             self.splits = {s: self.dataset.get(s) for s in ("train", "query", "database")}
+            self.data = self.dataset.fingerprint(tuple(self.splits))
 
     def plan(self) -> list[Job]:
         """Every (method, bits, seed) of the sweep, in the order they run."""
@@ -115,29 +116,42 @@ class Runner:
         with self.store.lock() if self.world.is_main else nullcontext():
             return self._run(jobs)
 
+    def _decide(self, job: Job, done: dict) -> tuple[str, str]:
+        """What a job needs — ``skip``, ``rescore`` or ``train`` — and, when stored work is not
+        reused because the data under it changed or its codes are damaged, why."""
+        data = self.data["sha256"]
+        prev = done.get(job.key + job.conventions)
+        if prev is not None and set(job.mcfg["eval"]["metrics"]) <= set(prev["metrics"]):
+            if data_of(prev) in (None, data):
+                return "skip", ""
+            return "train", f"data changed ({data_change(prev.get('data'), self.data)})"
+        if not self.store.has_codes(job.chash, job.bits, job.seed):
+            return "train", ""
+        try:  # every process decides the same, before any trains: codes are verified now, not when used
+            manifest = self.store.load_manifest(job.chash, job.bits, job.seed)
+            self.store.load_codes(job.chash, job.bits, job.seed)
+        except DamagedCodes as e:
+            return "train", f"saved codes refused: {e}"
+        if data_of(manifest) not in (None, data):
+            return "train", f"data changed since its codes were saved ({data_change(manifest.get('data'), self.data)})"
+        return "rescore", ""
+
     def _run(self, jobs: list[Job]) -> list[dict]:
         cfg = self.cfg
         stored = self.store.records()
         done = {} if cfg["force"] else self.store.done(stored)
-        todo = {}
+        # The data is read before deciding what is done: a record made on other data is not reused.
+        self._load_data()
+        todo, why = {}, {}
         for job in jobs:
-            prev = done.get(job.key + job.conventions)
-            if prev is not None and set(job.mcfg["eval"]["metrics"]) <= set(prev["metrics"]):
-                todo[job.key] = "skip"
-            elif not cfg["force"] and self.store.has_codes(job.chash, job.bits, job.seed):
-                todo[job.key] = "rescore"
-            else:
-                todo[job.key] = "train"
+            todo[job.key], why[job.key] = ("train", "") if cfg["force"] else self._decide(job, done)
         counts = {s: sum(v == s for v in todo.values()) for s in ("skip", "rescore", "train")}
         self.out.mkdir(parents=True, exist_ok=True)
         results_path = self.store.path
         what = f"methods {', '.join(cfg['methods'])}, bits {cfg['bits']}, seeds {cfg['seeds']}"
-        if counts["train"]:
-            self._load_data()
-            self.say(f"hashbench run {self.run_id}: dataset {self.dataset_name} "
-                     f"({', '.join(f'{k} {len(v)}' for k, v in self.splits.items())}), device {self.device}, {what}")
-        else:
-            self.say(f"hashbench run {self.run_id}: dataset {self.dataset_name}, {what}")
+        sizes = ", ".join(f"{k} {v['n']}" for k, v in self.data["splits"].items())
+        self.say(f"hashbench run {self.run_id}: dataset {self.dataset_name} ({sizes}; data "
+                 f"{self.data['sha256'][:12]}), device {self.device}, {what}")
         if counts["skip"] or counts["rescore"]:
             parts = [f"{counts['skip']} of {len(jobs)} runs already done in {results_path}: skipped "
                      "(force=true recomputes)"]
@@ -145,8 +159,20 @@ class Runner:
                 parts.append(f"{counts['rescore']} to re-score from saved codes (no training)")
             parts.append(f"{counts['train']} to train")
             self.say("; ".join(parts))
+        unknown = [j for j in jobs if todo[j.key] == "skip" and data_of(done[j.key + j.conventions]) is None]
+        if unknown:
+            self.say(f"  {len(unknown)} of the skipped runs were recorded before records carried their data's "
+                     "fingerprint: reused as they are (force=true recomputes them on the current data)")
+        reasons: dict[str, list[str]] = {}
+        for job in jobs:
+            if why[job.key]:
+                reasons.setdefault(why[job.key], []).append(job.label)
+        for reason, labels in reasons.items():
+            self.say(f"  not reused, training anew: {', '.join(labels[:4])}{' …' if len(labels) > 4 else ''}: "
+                     f"{reason}")
         if not cfg["force"]:
-            for line in self._changed_settings([j for j in jobs if todo[j.key] == "train"], stored):
+            for line in self._changed_settings([j for j in jobs if todo[j.key] == "train" and not why[j.key]],
+                                               stored):
                 self.say(line)
         self.world.barrier()  # every process planned from the same results.jsonl before any is written
         progress = SweepProgress(len(jobs), [(j.name, todo[j.key]) for j in jobs if todo[j.key] != "skip"],
@@ -183,6 +209,9 @@ class Runner:
             else:
                 self.say(f"  {job.label}: {shown(record, tables)} "
                          f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
+            note = no_relevant_note([record])
+            if note:
+                self.say(f"  {job.label}: warning: {note}")
         if not self.world.is_main:
             return records
         merged = self.store.done()
@@ -265,7 +294,7 @@ class Runner:
         resolved = {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "classic", "eval") if k in mcfg}
         base = dict(method=name, dataset=self.dataset_name, bits=bits, seed=seed, config_hash=chash,
                     codes=f"codes/{stem(chash, bits, seed)}.npz", train_seconds=train_s, device=str(self.device),
-                    train_log=log, config=resolved, versions=versions(), git_commit=git_commit(),
+                    train_log=log, config=resolved, data=self.data, versions=versions(), git_commit=git_commit(),
                     run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self.store.save_codes(base, q, d, ql, dl)  # before scoring: an interrupted evaluation costs no training
         ev = mcfg["eval"]
@@ -287,8 +316,18 @@ class Runner:
         """Features for classic methods: the dataset's own, or the frozen backbone's (once per run)."""
         source = CLASSIC.check(mcfg["classic"])["features"]
         if self.dataset.kind == "features" or source == "pixels":
-            scale = 1.0 if self.dataset.kind == "features" else 1 / 255
-            return {s: v.all_inputs().reshape(len(v), -1).astype(np.float32) * scale for s, v in self.splits.items()}
+            # A features dataset's inputs are already float32 (often a memory map of the file):
+            # handed over as they are, since a copy of a 193k x 2048 database is 1.6 GB. Pixels
+            # become one float32 copy, scaled in place.
+            out = {}
+            for s, v in self.splits.items():
+                x = v.all_inputs().reshape(len(v), -1)
+                if self.dataset.kind == "features":
+                    out[s] = x.astype(np.float32, copy=False)
+                else:
+                    out[s] = x.astype(np.float32)
+                    out[s] *= 1 / 255
+            return out
         key = (json.dumps(mcfg["backbone"], sort_keys=True), seed)
         if key not in self._features:
             # On disk under a content key (backbone, its actual weights, transform, data): every

@@ -16,7 +16,8 @@ import hashbench
 from hashbench.errors import HashbenchError
 from hashbench.metrics import conventions, evaluate, parse_metric
 from hashbench.progress import Progress, SweepProgress
-from hashbench.results import CONVENTION_KEYS, ResultStore, conventions_of, eval_settings, latest, run_key
+from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, conventions_of,
+                               eval_settings, latest, run_key)
 from hashbench.settings import EVAL
 from hashbench.tables import render
 
@@ -61,7 +62,7 @@ def rescored(base: dict, ev: dict, metrics: list[str], scores: dict, info: dict,
     """A new record for saved codes scored again: ``base`` (a record or a codes manifest) with new
     metrics and evaluation settings."""
     keep = ("method", "dataset", "bits", "seed", "config_hash", "codes", "train_seconds", "device", "train_log",
-            "config", "versions", "git_commit")
+            "config", "data", "versions", "git_commit")
     rec = {k: base[k] for k in keep if k in base}
     settings = eval_settings({**ev, "metrics": metrics})
     rec["config"] = {**rec.get("config", {}), "eval": {**rec.get("config", {}).get("eval", {}), **ev}}
@@ -93,7 +94,7 @@ def select(records: list[dict], words: dict) -> list[dict]:
 
 def load_results(out: str | Path) -> tuple[ResultStore, list[dict]]:
     """The store of ``out`` and its records; an error naming the folder when there are none."""
-    store = ResultStore(out)
+    store = ResultStore(check_out_folder(out))
     records = store.records()
     if not records:
         raise HashbenchError(f"no results in {store.path}; run e.g. `hashbench run out={out}` first")
@@ -153,25 +154,31 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
             continue
         plan.append((key, base, ev, metrics, missing))
     progress = SweepProgress(len(plan), [(b["method"], "rescore") for _, b, _, _, m in plan if m], stream)
-    evaluated, shown_keys = [], []
+    evaluated, shown_keys, refused = [], [], []
     for i, (key, base, ev, metrics, missing) in enumerate(plan, 1):
-        shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))
         if not missing:
+            shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))
             continue
         label = f"{base['method']} {base['bits']} bits seed {base['seed']}"
         progress.start(i, label, "scoring saved codes")
         t = time.perf_counter()
-        codes = store.load_codes(base["config_hash"], base["bits"], base["seed"])
+        try:
+            codes = store.load_codes(base["config_hash"], base["bits"], base["seed"])
+        except DamagedCodes as e:  # the others are still scored and recorded
+            refused.append(f"{label}: {e}")
+            say(f"  {label} ({base['dataset']}): refused: {e}")
+            continue
         scores, info, eval_s = score(codes["query"], codes["database"], codes["query_labels"],
                                       codes["database_labels"], ev, missing, label)
         rec = rescored(base, ev, missing, scores, info, eval_s, run_id)
         store.append(rec)
+        shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))
         progress.finish((base["method"], "rescore"), time.perf_counter() - t)
         evaluated.append(rec)
         say(f"  {label} ({base['dataset']}): {shown(rec, missing)} (eval {eval_s:.2f}s)")
     ties = sorted({str(e["ties"]) for _, _, e, _, _ in plan})
     say(f"hashbench eval {run_id}: scored {len(evaluated)} of {len(bases)} stored runs from {store.codes_dir} "
-        f"without retraining (ties {', '.join(ties) or '-'}); {len(plan) - len(evaluated)} already had "
+        f"without retraining (ties {', '.join(ties) or '-'}); {len(plan) - len(evaluated) - len(refused)} already had "
         f"every metric asked for{' (force=true recomputes)' if not words.get('force') else ''}"
         + (f"; {len(no_codes)} have no saved codes (older runs?) and were left out: "
            + ", ".join(f"{b['method']} {b['bits']} bits seed {b['seed']}" for b in no_codes[:5])
@@ -181,4 +188,8 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         recs = [merged[k] for k in shown_keys]
         metrics = overrides.get("tables") or overrides.get("metrics")
         say("\n" + render(recs, metrics))
+    if refused:
+        raise HashbenchError(f"{len(refused)} stored run{'s' if len(refused) > 1 else ''} left out, saved codes "
+                             f"refused (the others are scored and recorded): {refused[0]}"
+                             + (" …" if len(refused) > 1 else ""))
     return evaluated

@@ -24,7 +24,7 @@ TABLE_FORMATS = ("markdown", "latex", "csv")
 DEFAULT_TABLES = ["map", "wmap@5000", "ndcg@100", "acg@100"]
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "×": r"$\times$", "±": r"$\pm$", "≥": r"$\geq$"}
+                  "×": r"$\times$", "±": r"$\pm$", "≥": r"$\geq$", "†": r"\dag{}"}
 
 
 def latex_escape(text: str) -> str:
@@ -50,9 +50,66 @@ def _best(cells: dict, bits: list[int]) -> dict[int, float | None]:
     return {b: max((np.mean(v) for (m, bb), v in cells.items() if bb == b), default=None) for b in bits}
 
 
+def _data(record: dict) -> str | None:
+    data = record.get("data")
+    return data.get("sha256") if isinstance(data, dict) else None
+
+
+def mixed_cells(records: list[dict], metric: str) -> set[tuple[str, int]]:
+    """(row, bits) cells whose values come from runs made on different data (fingerprints)."""
+    seen: dict[tuple[str, int], set] = defaultdict(set)
+    for r in records:
+        if metric in r["metrics"] and _data(r) is not None:
+            seen[(row_label(r), r["bits"])].add(_data(r))
+    return {k for k, v in seen.items() if len(v) > 1}
+
+
+def data_note(records: list[dict]) -> str:
+    """``""`` when every run of a section was made on the same data; otherwise which data each
+    was made on, and that ``†`` marks a mean over different data."""
+    versions: dict[str, list[str]] = {}
+    sizes: dict[str, str] = {}
+    for r in records:
+        d = _data(r)
+        if d is None:
+            continue
+        versions.setdefault(d, [])
+        who = f"{row_label(r)} {r['bits']} bits seed {r['seed']}"
+        if who not in versions[d]:
+            versions[d].append(who)
+        sizes[d] = ", ".join(f"{s} {v.get('n')}" for s, v in (r["data"].get("splits") or {}).items())
+    if len(versions) < 2:
+        return ""
+    parts = [f"data {d[:12]} ({sizes[d]}): {', '.join(w[:6])}{' …' if len(w) > 6 else ''}"
+             for d, w in versions.items()]
+    return (f"These runs were made on {len(versions)} different versions of the data — " + "; ".join(parts)
+            + "; † marks a mean over runs on different data")
+
+
+def no_relevant_note(records: list[dict]) -> str:
+    """``""``, or how many queries have no relevant item in the database and what that does to the
+    metrics (from the records' ``eval_info``)."""
+    counts = {}
+    for r in records:
+        info = r.get("eval_info") or {}
+        k, n = info.get("queries_without_relevant"), info.get("n_queries")
+        if isinstance(k, int) and k > 0:
+            counts[(k, n, str(info.get("no_relevant", "zero")))] = None
+    if not counts:
+        return ""
+    parts = []
+    for k, n, policy in counts:
+        effect = ("count as 0 in every metric (eval.no_relevant=skip leaves them out)" if policy == "zero"
+                  else "are left out of every mean (eval.no_relevant=skip)")
+        parts.append(f"{k} of {n} queries have no relevant item in the database: they {effect}")
+    return "; ".join(parts)
+
+
 def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str:
-    """One table: rows = methods (in first-seen order), columns = bits; best per column in bold."""
+    """One table: rows = methods (in first-seen order), columns = bits; best per column in bold;
+    ``†`` after a mean over runs made on different data."""
     cells = aggregate(records, metric)
+    mixed = mixed_cells(records, metric)
     rows_order = list(dict.fromkeys(row_label(r) for r in records))
     bits = sorted({b for (_, b) in cells})
     best = _best(cells, bits)
@@ -70,6 +127,8 @@ def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str
                 text = text.replace("±", "$\\pm$")
             if len(rows_order) > 1 and np.isclose(np.mean(v), best[b]):
                 text = f"{bold[0]}{text}{bold[1]}"
+            if (m, b) in mixed:
+                text += " \\dag{}" if fmt == "latex" else " †"
             row.append(text)
         rows.append(row)
     head = latex_escape(metric) if fmt == "latex" else metric
@@ -201,6 +260,9 @@ def render(records: list[dict], metrics: list[str] | None = None, fmt: str = "ma
         footer = conventions(ties=conv[0], ap_denominator=conv[1], no_relevant=conv[2])
         if notes:
             footer = footer.rstrip(".") + ". Rows by config: " + "; ".join(notes)
+        for note in (no_relevant_note(recs), data_note(recs)):
+            if note:
+                footer = footer.rstrip(".") + ". Note: " + note
         shown = metrics if chosen else present(recs, metrics)
         parts.append(report(recs, shown, title=title, footer=footer, fmt=fmt))
     return "\n".join(parts)
@@ -210,7 +272,7 @@ def _csv(records: list[dict], metrics: list[str]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["dataset", "method", "config_hash", "bits", "metric", "mean", "std", "n_seeds", "seeds", "best",
-                "ties", "ap_denominator", "no_relevant"])
+                "ties", "ap_denominator", "no_relevant", "data_sha256"])
     for dataset, conv, recs in sections(records):
         label_variants(recs)
         for metric in metrics:
@@ -228,5 +290,7 @@ def _csv(records: list[dict], metrics: list[str]) -> str:
                                    and metric in r["metrics"])
                     w.writerow([dataset, first["method"], first.get("config_hash") or "", b, metric,
                                 repr(float(np.mean(v))), repr(float(np.std(v, ddof=1))) if len(v) > 1 else "",
-                                len(v), " ".join(map(str, seeds)), bool(np.isclose(np.mean(v), best[b])), *conv])
+                                len(v), " ".join(map(str, seeds)), bool(np.isclose(np.mean(v), best[b])), *conv,
+                                " ".join(sorted({_data(r) for r in recs if row_label(r) == row and r["bits"] == b
+                                                 and metric in r["metrics"] and _data(r)}))])
     return buf.getvalue()

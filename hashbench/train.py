@@ -14,19 +14,23 @@ wrappers (:func:`hashbench.optim.optim_wrapper`).
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 
 import numpy as np
 import torch
 
-from hashbench.checkpoint import FORMAT, fingerprint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from hashbench.checkpoint import (FORMAT, BadCheckpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint,
+                                  set_aside, set_rng_state)
 from hashbench.device import resolve_precision, seed_everything
 from hashbench.errors import HashbenchError
 from hashbench.optim import build_optimizer, optim_wrapper, param_groups, schedule
 from hashbench.progress import Progress
 from hashbench.sampling import data_loader
 from hashbench.settings import TRAIN
+
+logger = logging.getLogger("hashbench.train")
 
 
 def _loader(source, cfg: dict, device, generator, seed: int, world, distributed: bool):
@@ -56,6 +60,27 @@ def _loader(source, cfg: dict, device, generator, seed: int, world, distributed:
     return loader, None, generator
 
 
+def _usable_checkpoint(checkpoint, fp: str, label: str) -> dict | None:
+    """The state to continue from, or None (train from scratch). A checkpoint that cannot be
+    continued — damaged, of another format, or of another training configuration — is moved aside
+    to ``<name>.bad`` with one warning line, and training starts again from scratch."""
+    if not os.path.exists(checkpoint):
+        return None
+    try:
+        state = load_checkpoint(checkpoint)
+        if state["fingerprint"] != fp:
+            raise BadCheckpoint(f"checkpoint {str(checkpoint)!r} was written by another training configuration "
+                                "(method, code length, seed, train.* or model)")
+        return state
+    except BadCheckpoint as e:
+        try:
+            where = f"moved to {set_aside(checkpoint).name}"
+        except OSError:  # another process of the run moved it already
+            where = "set aside"
+        logger.warning("%s: %s; %s, training from scratch", label, e, where)
+        return None
+
+
 def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int, label: str = "", *,
                checkpoint: str | os.PathLike | None = None, world=None) -> list[dict]:
     """Train ``model`` (a :class:`~hashbench.model.DeepHasher`) and ``method`` on ``split``.
@@ -74,7 +99,9 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         After every epoch the full training state (model, the method's own state, optimiser,
         schedule, loss scaler, epoch, logs, RNG states) is written there atomically; if the file
         exists at the start, training continues after its last epoch — on the CPU with the same
-        final weights as an uninterrupted run. A checkpoint of another configuration is refused.
+        final weights as an uninterrupted run — and says so in one line. A checkpoint that is
+        damaged (its sha256 fails), of another format or of another configuration is moved aside
+        to ``<name>.bad`` with a warning, and training starts from scratch.
     world : :class:`hashbench.distributed.World` or None
         When it spans several processes: the data is sharded, the model wrapped in DDP, and the
         loss computed on the *global* batch (relaxed codes, labels, rows and tuples gathered from
@@ -111,11 +138,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
 
     logs, start = [], 0
     fp = fingerprint(method, model, {**cfg, "precision": precision}, seed)
-    if checkpoint is not None and os.path.exists(checkpoint):
-        state = load_checkpoint(checkpoint)
-        if state["fingerprint"] != fp:
-            raise HashbenchError(f"checkpoint {str(checkpoint)!r} was written by another training configuration "
-                                 "(method, code length, seed, train.* or model); delete it to train from scratch")
+    state = _usable_checkpoint(checkpoint, fp, label) if checkpoint is not None else None
+    if state is not None:
         model.load_state_dict(state["model"])
         method.load_state_dict(state["method"])
         kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
@@ -127,6 +151,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         set_rng_state(rngs[world.rank] if distributed and len(rngs) == world.world_size else rngs[0],
                       sampler_generator)
         logs, start = list(state["logs"]), int(state["epoch"])
+        if is_main:
+            Progress(label).update(f"resuming from epoch {start} of {epochs} (checkpoint {checkpoint})", final=True)
 
     net = model
     if distributed:

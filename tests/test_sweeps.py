@@ -145,18 +145,19 @@ def test_codes_round_trip_with_manifest(tmp_path):
     q, d = rng.integers(0, 2, (5, 13), dtype=np.uint8), rng.integers(0, 2, (9, 13), dtype=np.uint8)
     ql, dl = rng.integers(0, 2, (5, 4)), rng.integers(0, 2, (9, 4))
     store = ResultStore(tmp_path)
-    info = dict(method="lsh", dataset="d", bits=13, seed=3, config_hash="abc")
+    chash = "ab" * 32
+    info = dict(method="lsh", dataset="d", bits=13, seed=3, config_hash=chash)
     manifest = store.save_codes(info, q, d, ql, dl)
     assert manifest["shapes"] == dict(query=[5, 13], database=[9, 13], query_labels=[5, 4], database_labels=[9, 4])
     assert manifest["bit_order"] == "big" and manifest["method"] == "lsh"
-    raw = np.load(tmp_path / "codes" / "abc-13-3.npz")
+    raw = np.load(tmp_path / "codes" / f"{chash}-13-3.npz")
     assert raw["query"].shape == (5, 2) and raw["query"].dtype == np.uint8  # packed: 13 bits in 2 bytes
     assert np.array_equal(np.unpackbits(raw["query"], axis=1, count=13), q)
-    back = store.load_codes("abc", 13, 3)
+    back = store.load_codes(chash, 13, 3)
     for name, want in dict(query=q, database=d, query_labels=ql, database_labels=dl).items():
         assert np.array_equal(back[name], want)
-    assert json.loads((tmp_path / "codes" / "abc-13-3.json").read_text())["sha256"] == \
-        hashlib.sha256((tmp_path / "codes" / "abc-13-3.npz").read_bytes()).hexdigest()
+    assert json.loads((tmp_path / "codes" / f"{chash}-13-3.json").read_text())["sha256"] == \
+        hashlib.sha256((tmp_path / "codes" / f"{chash}-13-3.npz").read_bytes()).hexdigest()
     assert not list((tmp_path / "codes").glob(".*tmp*"))
 
 

@@ -6,6 +6,8 @@ must not grow with the number of steps. CUDA-only behaviour is tested where CUDA
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import warnings
 
 import pytest
@@ -92,21 +94,75 @@ def test_finished_checkpoint_returns_without_training(train_split, tmp_path):
     assert without_seconds(train_deep(method, again, train_split, CFG, CPU, seed=0, checkpoint=ckpt)) == \
         without_seconds(logs)
     assert same_weights(again, model)
-    # the file is safe to load (torch >= 2.6's default): tensors and plain values only
-    state = torch.load(ckpt, weights_only=True)
+    # after its checksum line, the file is safe to load (torch >= 2.6's default): tensors and plain values only
+    header, payload = ckpt.read_bytes().split(b"\n", 1)
+    assert header.startswith(b"HASHBENCH-CHECKPOINT sha256=" + hashlib.sha256(payload).hexdigest().encode())
+    state = torch.load(io.BytesIO(payload), weights_only=True)
     assert {"model", "method", "optimizer", "scheduler", "rng", "logs", "epoch"} <= set(state)
 
 
-def test_checkpoint_of_another_configuration_or_garbage_is_refused(train_split, tmp_path):
+def corrupt_middle(path, n=2000):
+    """XOR ``n`` bytes in the middle of a file (bit rot, a bad copy)."""
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + n] = bytes(b ^ 0x5A for b in data[mid:mid + n])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["corrupted", "another configuration", "garbage", "old format"])
+def test_unusable_checkpoint_is_set_aside_and_training_starts_from_scratch(train_split, tmp_path, caplog, damage):
     ckpt = tmp_path / "run.pt"
     method, model = fresh()
-    train_deep(method, model, train_split, {**CFG, "epochs": 1}, CPU, seed=0, checkpoint=ckpt)
+    cfg = {**CFG, "epochs": 1}
+    train_deep(method, model, train_split, {**cfg, "lr": 1e-2} if damage == "another configuration" else cfg, CPU,
+               seed=0, checkpoint=ckpt)
+    if damage == "corrupted":
+        corrupt_middle(ckpt)
+    elif damage == "garbage":
+        ckpt.write_bytes(b"state")
+    elif damage == "old format":  # what earlier versions wrote: torch.save's bytes alone
+        ckpt.write_bytes(ckpt.read_bytes().split(b"\n", 1)[1])
+    before = ckpt.read_bytes()
+    ref_method, ref = fresh()
+    ref_logs = train_deep(ref_method, ref, train_split, cfg, CPU, seed=0)
     method, model = fresh()
-    with pytest.raises(HashbenchError, match="another training configuration"):
-        train_deep(method, model, train_split, {**CFG, "lr": 1e-2, "epochs": 1}, CPU, seed=0, checkpoint=ckpt)
-    ckpt.write_bytes(b"state")
-    with pytest.raises(HashbenchError, match="cannot be read.*delete it") as e:
-        train_deep(method, model, train_split, CFG, CPU, seed=0, checkpoint=ckpt)
+    with caplog.at_level("WARNING", logger="hashbench.train"):
+        logs = train_deep(method, model, train_split, cfg, CPU, seed=0, checkpoint=ckpt)
+    # from scratch: the same weights and losses as a run that never saw the checkpoint
+    assert same_weights(model, ref) and without_seconds(logs) == without_seconds(ref_logs)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "hashbench.train"]
+    why = {"corrupted": "is damaged: its contents do not match the sha256", "garbage": "is not a hashbench training",
+           "old format": "is not a hashbench training", "another configuration": "another training configuration"}
+    assert why[damage] in warning and "moved to run.pt.bad, training from scratch" in warning
+    assert "\n" not in warning
+    assert (tmp_path / "run.pt.bad").read_bytes() == before  # nothing thrown away
+    assert load_checkpoint(ckpt)["epoch"] == 1  # the new run wrote a good one
+
+
+def test_resuming_says_from_which_epoch(train_split, tmp_path, capsys):
+    ckpt = tmp_path / "run.pt"
+    method, model = fresh()
+    method.compute_loss = FailAt(method.compute_loss, 3)  # killed in epoch 2 of 2 steps each
+    with pytest.raises(KeyboardInterrupt):
+        train_deep(method, model, train_split, CFG, CPU, seed=0, checkpoint=ckpt, label="dsrh 16")
+    capsys.readouterr()
+    method, model = fresh()
+    train_deep(method, model, train_split, CFG, CPU, seed=0, checkpoint=ckpt, label="dsrh 16")
+    assert f"dsrh 16 resuming from epoch 1 of 2 (checkpoint {ckpt})" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(train_split, tmp_path, monkeypatch):
+    import errno
+
+    import hashbench.atomic as atomic
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    method, model = fresh()
+    with pytest.raises(HashbenchError, match=r"the disk is full: writing .*run.pt failed \(.* MB free\)") as e:
+        train_deep(method, model, train_split, {**CFG, "epochs": 1}, CPU, seed=0, checkpoint=tmp_path / "run.pt")
     assert "\n" not in str(e.value)
 
 
