@@ -320,7 +320,10 @@ class RawImageDataset(HashingDataset):
                 "n_val": self.n_val, "scale_down": self.scale_down,
                 "class_names": self.class_names,
                 "pool": {"size": int(len(self.pool)),
-                         "sha256": pool_fingerprint(self.catalogue.rels, self.pool)}}
+                         "sha256": pool_fingerprint(self.catalogue.rels, self.pool),
+                         # edited labels re-form the split and rewrite its files (which carry them)
+                         "labels_sha256": hashlib.sha256(
+                             np.ascontiguousarray(self.catalogue.labels[self.pool]).tobytes()).hexdigest()}}
 
     def _fixed_splits(self) -> dict[str, np.ndarray]:
         """Splits given by the data (list files), restricted to the pool; val carved if asked."""

@@ -174,11 +174,18 @@ class SplitStore:
             meta = json.loads(meta_file.read_text())
         except (OSError, ValueError):
             return None
-        if meta.get("record") != json.loads(json.dumps(record)):
+        files = meta.get("files") if isinstance(meta, dict) else None
+        if not isinstance(files, dict) or meta.get("record") != json.loads(json.dumps(record)):
             return None
+        for info in files.values():  # names of files in this folder, nowhere else
+            name = info.get("file") if isinstance(info, dict) else None
+            if not (isinstance(name, str) and name and "/" not in name and "\\" not in name
+                    and name not in (".", "..") and isinstance(info.get("sha256"), str)):
+                log.warning("%s: %s is damaged; forming the split again", record.get("dataset"), meta_file)
+                return None
         index = {r: i for i, r in enumerate(rels)}
         out = {}
-        for name, info in meta.get("files", {}).items():
+        for name, info in files.items():
             path = folder / info["file"]
             if not path.is_file() or sha256_file(path) != info["sha256"]:
                 log.warning("%s: split file %s changed since it was written; forming the split again",

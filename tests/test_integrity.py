@@ -282,3 +282,44 @@ def test_codes_digest_matches_the_file(tmp_path):
     manifest = json.loads((out / r0["codes"]).with_suffix(".json").read_text())
     assert manifest["sha256"] == hashlib.sha256((out / r0["codes"]).read_bytes()).hexdigest()
     assert manifest["data"] == r0["data"]
+
+
+# ------------------------------------------------------------------------------ checkpoints
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_corrupted_checkpoint_is_set_aside_and_the_run_trains_from_scratch(tmp_path, capsys, caplog,
+                                                                             interrupt_after_first_epoch):
+    words = ["methods=dsrh", "backbone.name=test_resnet", "epochs=2", *TINY]
+    out = tmp_path / "out"
+    assert main(["run", f"out={out}", *words]) == 130  # killed after epoch 1, its checkpoint written
+    (ckpt,) = (out / "checkpoints").glob("*.pt")
+    data = bytearray(ckpt.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 2000] = bytes(b ^ 0xFF for b in data[mid:mid + 2000])
+    ckpt.write_bytes(bytes(data))
+    interrupt_after_first_epoch()  # no more kills
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger="hashbench.train"):
+        assert main(["run", f"out={out}", *words]) == 0
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "hashbench.train"]
+    assert "is damaged: its contents do not match the sha256 written with it" in warning
+    assert f"moved to {ckpt.name}.bad, training from scratch" in warning
+    assert "resuming from epoch" not in capsys.readouterr().err
+    assert main(["run", f"out={tmp_path / 'ref'}", *words]) == 0  # never interrupted
+    got, ref = read_records(out / "results.jsonl")[-1], read_records(tmp_path / "ref" / "results.jsonl")[-1]
+    assert got["metrics"] == ref["metrics"]
+    assert [e["loss"] for e in got["train_log"]] == [e["loss"] for e in ref["train_log"]]
+    assert (ckpt.parent / f"{ckpt.name}.bad").read_bytes() == bytes(data)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_resumed_run_says_so_and_matches_an_uninterrupted_one(tmp_path, capsys, interrupt_after_first_epoch):
+    words = ["methods=dsrh", "backbone.name=test_resnet", "epochs=2", *TINY]
+    out = tmp_path / "out"
+    assert main(["run", f"out={out}", *words]) == 130
+    interrupt_after_first_epoch()
+    capsys.readouterr()
+    assert main(["run", f"out={out}", *words]) == 0
+    assert "dsrh 8 bits seed 0 resuming from epoch 1 of 2 (checkpoint " in capsys.readouterr().err
+    assert main(["run", f"out={tmp_path / 'ref'}", *words]) == 0
+    assert read_records(out / "results.jsonl")[-1]["metrics"] == \
+        read_records(tmp_path / "ref" / "results.jsonl")[-1]["metrics"]
