@@ -15,7 +15,8 @@ The key is the sha256 of everything the features depend on:
   or another random initialisation (seed) gives another key;
 - the transform: input shape and dtype of the split's items and the normalisation mean/std;
 - the caller's ``split_key`` naming the data (dataset, its parameters, split), plus the number
-  of items and a hash of the split's labels as a safety net;
+  of items and :func:`hashbench.datasets.base.split_digest` of the split (its items' ids in order
+  and labels): the same names over other images (an edited list file) give another key;
 - whether the bypass (lower-stage) feature is appended, and :data:`FEATURE_VERSION`.
 
 Files are written atomically (temporary file, then ``os.replace``), so concurrent runs and
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hashbench.datasets.base import cache_root
+from hashbench.datasets.base import cache_root, split_digest
 from hashbench.atomic import atomic_write, atomic_write_text
 
 FEATURE_VERSION = 1  # bump when extract_features changes what it computes
@@ -56,16 +57,11 @@ def transform_spec(backbone, split) -> dict:
                 mean=[float(v) for v in backbone.mean], std=[float(v) for v in backbone.std])
 
 
-def _labels_hash(split) -> str:
-    labels = np.ascontiguousarray(np.asarray(split.labels))
-    return hashlib.sha256(f"{labels.dtype}|{labels.shape}|".encode() + labels.tobytes()).hexdigest()
-
-
 def feature_key(backbone_cfg: dict, weights: str, transform: dict, split_key: str, *, n_items: int,
-                labels: str | None = None, bypass: bool = False) -> tuple[str, dict]:
+                items: str | None = None, bypass: bool = False) -> tuple[str, dict]:
     """The content key (hex sha256) and the description it was made from."""
     what = dict(version=FEATURE_VERSION, backbone={**backbone_cfg, "frozen": True}, weights_sha256=weights,
-                transform=transform, split_key=split_key, n_items=int(n_items), labels_sha256=labels,
+                transform=transform, split_key=split_key, n_items=int(n_items), items_sha256=items,
                 bypass=bool(bypass))
     text = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), what
@@ -108,7 +104,7 @@ def cached_features(backbone_cfg: dict, split, *, split_key: str, device, cache_
     if backbone is None:
         backbone = build(BACKBONES, {**backbone_cfg, "frozen": True})
     key, what = feature_key(backbone_cfg, weights or weights_fingerprint(backbone), transform_spec(backbone, split),
-                            split_key, n_items=len(split), labels=_labels_hash(split), bypass=bypass)
+                            split_key, n_items=len(split), items=split_digest(split), bypass=bypass)
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     path = root / "features" / f"{key}.npy"
     if path.exists():

@@ -120,6 +120,24 @@ def test_key_changes_with_the_split_key(data, tmp_path, no_extraction):
     assert entries(tmp_path) == []
 
 
+def test_key_changes_with_the_items_under_the_same_names(data, tmp_path):
+    """An edited list file keeps the dataset's parameters (the split key) and may keep the number
+    of items and their labels: the items themselves (ids, inputs) are part of the key."""
+    from hashbench.datasets.base import ArraySplit
+
+    split = data.get("query")
+    features(split, tmp_path)
+    inputs = split.all_inputs()
+    swapped = ArraySplit(inputs[::-1].copy(), split.labels, ids=split.ids)  # same ids and labels, other images
+    b = features(swapped, tmp_path)
+    renamed = ArraySplit(inputs, split.labels, ids=[f"other/{i}" for i in range(len(split))])
+    features(renamed, tmp_path)
+    assert len(entries(tmp_path)) == 3
+    torch.manual_seed(0)
+    fresh = hashbench.encode.extract_features(build(BACKBONES, {**BACKBONE, "frozen": True}), swapped, CPU)
+    np.testing.assert_array_equal(b, fresh)
+
+
 def test_unreadable_entry_is_extracted_again(data, tmp_path):
     split = data.get("query")
     first = features(split, tmp_path)
