@@ -10,11 +10,19 @@ Accepted layouts (``data_root`` is a file or a folder):
 Splits ``train``, ``query`` and ``database`` are required, ``val`` optional (else ``n_val`` rows
 can be carved out of ``train`` with ``seed``; default 0). Features are a matrix (n, D), cast to
 float32. Labels are either multi-hot 0/1 (n, C) or class ids (n,) or (n, 1), which become one-hot
-columns in sorted order of the ids found in all splits. MATLAB v7.3 files are HDF5, which
-``scipy.io.loadmat`` cannot read: re-save them with ``-v7`` or as ``.npz``.
+columns in sorted order of the ids found in all splits; ids may be numbers or strings (``"cat"``,
+``"dog"``), not a mix. MATLAB v7.3 files are HDF5, which ``scipy.io.loadmat`` cannot read: re-save
+them with ``-v7`` or as ``.npz``.
+
+Memory: ``.npy`` features are memory-mapped (copy-on-write, so nothing is written back to the
+file and torch can wrap them without copying); float32 features are used as they are, other
+dtypes are cast to float32 once. Finiteness is checked chunk by chunk, so loading a database costs
+no copy of it: at NUS-WIDE size (193,000 x 2,048) a run holds one copy of the features, the file's
+pages, not three.
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +36,65 @@ from ._text import parse_class_names
 from .base import SPLITS, ArraySplit, HashingDataset
 
 ALL_SPLITS = SPLITS + ("val",)
+_CHUNK_BYTES = 64 << 20  # rows checked (and cast) at a time: memory stays one chunk, not one split
+_F32_MAX = float(np.finfo(np.float32).max)
+_NPY_MAGIC = b"\x93NUMPY"
+
+
+def _load_npy(path: Path, what: str, *, mmap: bool) -> np.ndarray:
+    """One ``.npy`` array, memory-mapped copy-on-write when ``mmap`` (in memory otherwise)."""
+    with open(path, "rb") as f:
+        if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+            raise HashbenchError(f"features: {path} is not a valid .npy file (no NumPy header); save the "
+                                 f"{what} with numpy.save")
+    try:
+        # "c" rather than "r": torch.from_numpy warns on (and would fault writing to) a read-only
+        # map, while copy-on-write pages are still the file's until written, which nothing does
+        return np.load(path, mmap_mode="c" if mmap else None, allow_pickle=False)
+    except ValueError as exc:
+        if mmap and "pickled" not in str(exc):
+            return _load_npy(path, what, mmap=False)  # e.g. an object header numpy cannot map
+        raise HashbenchError(f"features: cannot read the {what} in {path}: {exc}") from None
+    except OSError as exc:
+        raise HashbenchError(f"features: cannot read the {what} in {path}: {exc}") from None
+
+
+def _float32_features(x: np.ndarray, split: str) -> np.ndarray:
+    """``x`` (n, D) as float32, checked finite chunk by chunk: ``x`` itself when it is float32."""
+    if x.dtype.kind not in "biuf":
+        raise HashbenchError(f"features: {split} features must be numbers (float or int); got dtype {x.dtype}")
+    out = x if x.dtype == np.float32 else np.empty(x.shape, dtype=np.float32)
+    rows = max(1, _CHUNK_BYTES // max(1, x.shape[1] * x.dtype.itemsize))
+    for start in range(0, len(x), rows):
+        chunk = x[start:start + rows]
+        if x.dtype.kind == "f" and chunk.size:
+            # max/min propagate NaN and see +-inf without a boolean copy of the chunk
+            hi, lo = float(chunk.max()), float(chunk.min())
+            if not (np.isfinite(hi) and np.isfinite(lo)):
+                bad = start + int(np.flatnonzero(~np.isfinite(chunk).all(axis=1))[0])
+                raise HashbenchError(f"features: {split} features contain NaN or infinite values (first in "
+                                     f"row {bad}); every value must be finite")
+            big = max(abs(hi), abs(lo))
+            if big > _F32_MAX:
+                raise HashbenchError(f"features: {split} features overflow float32 (largest magnitude "
+                                     f"{big:.3g}; float32 holds up to {_F32_MAX:.3g}); rescale them")
+        if out is not x:
+            out[start:start + rows] = chunk
+    return out
 
 
 def _load_mapping(path: Path) -> dict[str, np.ndarray]:
     """Arrays of an ``.npz`` or ``.mat`` file by name."""
     if path.suffix == ".npz":
+        if not zipfile.is_zipfile(path):
+            raise HashbenchError(f"features: {path} is not a valid .npz file (not a zip archive of .npy "
+                                 "arrays); save it with numpy.savez")
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise HashbenchError(f"features: cannot read {path}: {exc}") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise HashbenchError(f"features: {path} is not a valid .npz file ({exc}); save it with "
+                                 "numpy.savez") from None
     if path.suffix == ".mat":
         from scipy.io import loadmat
         try:
@@ -123,10 +180,8 @@ class Features(HashingDataset):
                     if not p.is_file():
                         raise HashbenchError(f"features: expected {p} (next to the other {split} "
                                              "file), not found")
-                try:
-                    out[split] = (np.load(npy_f, allow_pickle=False), np.load(npy_l, allow_pickle=False))
-                except (OSError, ValueError) as exc:
-                    raise HashbenchError(f"features: cannot read the {split} arrays in {root}: {exc}") from None
+                out[split] = (_load_npy(npy_f, f"{split} features", mmap=True),
+                              _load_npy(npy_l, f"{split} labels", mmap=False))
             elif any(p.is_file() for p in packed):
                 path = next(p for p in packed if p.is_file())
                 data = _load_mapping(path)
@@ -144,15 +199,16 @@ class Features(HashingDataset):
         dims = {}
         for split, (x, y) in out.items():
             x = np.asarray(x)
+            if x.ndim >= 1 and len(x) == 0:
+                raise HashbenchError(f"features: the {split} split is empty (0 rows, features of shape "
+                                     f"{x.shape}); every split needs at least one row")
             if x.ndim != 2:
                 raise HashbenchError(f"features: {split} features must be a matrix (n, D); got shape "
                                      f"{x.shape}")
             if len(np.asarray(y)) != len(x):
                 raise HashbenchError(f"features: {split} has {len(x)} feature rows but "
                                      f"{len(np.asarray(y))} label rows")
-            x = x.astype(np.float32, copy=False)
-            if not np.isfinite(x).all():
-                raise HashbenchError(f"features: {split} features contain NaN or infinite values")
+            x = _float32_features(x, split)
             dims[split] = x.shape[1]
             out[split] = (x, np.asarray(y))
         if len(set(dims.values())) > 1:
@@ -165,12 +221,20 @@ class Features(HashingDataset):
         ids = all(y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1) for y in ys.values())
         if ids:
             flat = {s: y.reshape(-1) for s, y in ys.items()}
+            kinds = {s: "strings" if y.dtype.kind in "US" else "numbers" if y.dtype.kind in "biuf" else str(y.dtype)
+                     for s, y in flat.items()}
+            if set(kinds.values()) - {"strings", "numbers"} or len(set(kinds.values())) > 1:
+                raise HashbenchError("features: class ids must be all numbers or all strings in every split; "
+                                     "got " + ", ".join(f"{s} {k}" for s, k in kinds.items()))
+            strings = "strings" in kinds.values()
             for s, y in flat.items():
                 if y.dtype.kind == "f" and not np.all(y == np.round(y)):
                     raise HashbenchError(f"features: {s} class ids must be whole numbers")
+            if strings:  # one dtype for every split, so "cat" of <U3 and of <U5 are one class
+                flat = {s: y.astype(str) for s, y in flat.items()}
             values = np.unique(np.concatenate(list(flat.values())))
             out = {s: (y[:, None] == values[None, :]).astype(np.uint8) for s, y in flat.items()}
-            names = [str(int(v)) if float(v).is_integer() else str(v) for v in values]
+            names = [str(v) if strings else str(int(v)) if float(v).is_integer() else str(v) for v in values]
             return out, names
         widths = {y.shape[1] if y.ndim == 2 else -1 for y in ys.values()}
         if len(widths) != 1 or -1 in widths:

@@ -38,8 +38,31 @@ class ClassicHasher(BaseEstimator):
     (see :mod:`hashbench.params`), sets attributes ending in ``_`` and returns ``self``; ``encode``
     checks the hasher is fitted and that the feature count matches.
 
+    Encoding works in row chunks: the public :meth:`encode` checks ``X`` once, then hands the
+    subclass's ``_encode`` one float64 chunk of rows at a time (``encode_chunk_rows``; by default
+    as many as fill 8 MiB), so
+    encoding a database costs its codes plus one chunk of memory, not a float64 copy of it.
+    ``X`` may be any array-like, a read-only memory map included; it is never written.
+
+    Degenerate training data (one policy for every method that learns from its features, checked
+    by ``_check_fit_input`` before any work):
+
+    - fewer than 2 training rows are refused: no mean, spread or direction can be learnt from one;
+    - training rows that are all identical (every feature constant) are refused: every method
+      would give every item the same code;
+    - features that are constant while others vary are fine (they carry no information and get no
+      weight);
+    - a method that needs more directions of variance than the centred data has (``pcah`` and
+      ``itq`` need ``n_bits``) refuses too, naming the rank found (``_check_rank``).
+
+    Each refusal is one line: ``<Method>.fit: <what was wrong>; <what is valid>``. ``lsh`` opts
+    out (``degenerate=False``): its random hyperplanes do not depend on the data, which only place
+    them (the mean), so they hash new items the same way whatever the training rows were.
+
     Class attributes: ``supervised`` (``fit`` needs labels), ``needs_features`` (False for a method
-    that ignores its input, such as ``random``: the runner then extracts nothing).
+    that ignores its input, such as ``random``: the runner then extracts nothing; it skips the
+    degenerate-data policy too), ``bits_within_features`` (``n_bits`` at most the feature count,
+    checked before the data), ``encode_chunk_rows`` (rows per ``_encode`` call).
 
     Parameters
     ----------
@@ -51,6 +74,10 @@ class ClassicHasher(BaseEstimator):
 
     supervised = False
     needs_features = True
+    bits_within_features = False  # one bit per direction of the feature space: n_bits <= d
+    encode_chunk_rows: int | None = None  # rows per _encode call; None: 8 MiB of float64 rows
+    _ENCODE_CHUNK_BYTES = 8 << 20  # a few such temporaries per chunk stay small next to a database;
+    # 512 rows of 2048-D still make a BLAS-efficient product, and 400 chunks cost no Python time
     _parameter_constraints: dict = {"n_bits": N_BITS, "random_state": SEED}
 
     def __init__(self, n_bits: int, *, random_state: int | None = None):
@@ -63,6 +90,16 @@ class ClassicHasher(BaseEstimator):
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
+        X = self._check_encode_input(X)
+        out = np.empty((len(X), self.n_bits), dtype=np.uint8)
+        step = self.encode_chunk_rows or self._ENCODE_CHUNK_BYTES // max(1, 8 * X.shape[1])
+        step = max(1, int(step))
+        for start in range(0, len(X), step):
+            out[start:start + step] = self._encode(np.asarray(X[start:start + step], dtype=np.float64))
+        return out
+
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        """Codes of one float64 chunk ``X`` (m, d), already checked: ``uint8`` (m, n_bits)."""
         raise NotImplementedError
 
     # -- helpers for subclasses -------------------------------------------------------------
@@ -72,24 +109,58 @@ class ClassicHasher(BaseEstimator):
         for name, value in checked.items():
             setattr(self, name, value)
 
-    def _check_fit_input(self, X: np.ndarray, Y: np.ndarray | None = None):
+    def _check_fit_input(self, X: np.ndarray, Y: np.ndarray | None = None, *, degenerate: bool = True):
+        """``X`` as float64 (n, d) and ``Y`` as an array, checked; ``degenerate=False`` skips the
+        degenerate-data policy (for a method that learns nothing from the values of ``X``)."""
         self._validate_params()
+        who = type(self).__name__
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2:
-            raise HashbenchError(f"{type(self).__name__}.fit expects X of shape (n, d); got {X.shape}")
+            raise HashbenchError(f"{who}.fit expects X of shape (n, d); got {X.shape}")
         if self.supervised and Y is None:
-            raise HashbenchError(f"{type(self).__name__} is supervised: fit(X, Y) needs labels Y")
+            raise HashbenchError(f"{who} is supervised: fit(X, Y) needs labels Y")
         if Y is not None:
             Y = np.asarray(Y)
             if len(Y) != len(X):
-                raise HashbenchError(f"{type(self).__name__}.fit: {len(X)} rows in X but {len(Y)} in Y")
+                raise HashbenchError(f"{who}.fit: {len(X)} rows in X but {len(Y)} in Y")
+        if self.bits_within_features and self.n_bits > X.shape[1]:
+            # before the data checks: a code longer than the feature count is wrong for any data
+            raise HashbenchError(
+                f"{who}: n_bits must be at most the number of features ({X.shape[1]}); got {self.n_bits}")
+        if degenerate and self.needs_features:
+            if len(X) < 2:
+                raise HashbenchError(f"{who}.fit: got {len(X)} training row{'' if len(X) == 1 else 's'}; "
+                                     "it needs at least 2 distinct rows to learn from")
+            if X.shape[1] and not np.any(X.max(axis=0) > X.min(axis=0)):
+                raise HashbenchError(f"{who}.fit: all {len(X)} training rows are identical (every feature "
+                                     "is constant), so every item would get the same code; it needs rows "
+                                     "that differ in at least one feature")
         self.n_features_in_ = X.shape[1]
         return X, Y
 
+    def _check_rank(self, variances: np.ndarray, n_rows: int, needed: int) -> None:
+        """Refuse centred training data with fewer than ``needed`` directions of variance.
+
+        ``variances`` are the leading covariance eigenvalues (decreasing). Eigenvalues below
+        ``largest * max(n, d) * eps`` are rounding noise of the covariance product, as in
+        ``numpy.linalg.matrix_rank``: a bit on such a direction would be the sign of noise.
+        """
+        variances = np.asarray(variances, dtype=np.float64)
+        tol = variances.max(initial=0.0) * max(n_rows, self.n_features_in_) * np.finfo(np.float64).eps
+        rank = int(np.sum(variances > tol))
+        if rank < needed:
+            raise HashbenchError(
+                f"{type(self).__name__}.fit: the centred training data have only {rank} direction"
+                f"{'' if rank == 1 else 's'} of variance ({n_rows} rows x {self.n_features_in_} features), "
+                f"fewer than n_bits={needed}; use at most {rank} bits or more varied training rows")
+
     def _check_encode_input(self, X: np.ndarray) -> np.ndarray:
+        """``X`` checked against the fitted feature count, with its dtype and memory as given (no copy)."""
         if not hasattr(self, "n_features_in_"):
             raise HashbenchError(f"{type(self).__name__} is not fitted yet: call fit(X) before encode(X)")
-        X = np.asarray(X, dtype=np.float64)
+        X = np.asarray(X)  # a view of an ndarray, memory map or CPU tensor, not a copy
+        if X.dtype.kind not in "biuf":
+            X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise HashbenchError(
                 f"{type(self).__name__}.encode: expected X of shape (n, {self.n_features_in_}); got {X.shape}")

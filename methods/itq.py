@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from hashbench.errors import HashbenchError
 from hashbench.linalg import itq_rotation, principal_directions, sign_bits
 from hashbench.method import ClassicHasher
 from hashbench.params import Interval
@@ -72,6 +71,7 @@ class ITQ(ClassicHasher):
     ((200, 16), 51)
     """
 
+    bits_within_features = True
     _parameter_constraints = {"n_iter": [Interval(int, 0, None)]}
 
     def __init__(self, n_bits: int, *, n_iter: int = 50, random_state: int | None = None):
@@ -81,18 +81,16 @@ class ITQ(ClassicHasher):
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "ITQ":
         """Learn mean, principal directions and rotation from ``X`` (n, d); ``Y`` is ignored."""
         X, _ = self._check_fit_input(X, Y)
-        if self.n_bits > X.shape[1]:
-            raise HashbenchError(
-                f"ITQ: n_bits must be at most the number of features ({X.shape[1]}); got {self.n_bits}")
         self.mean_ = X.mean(axis=0)
-        self.components_, _ = principal_directions(X - self.mean_, self.n_bits)
+        self.components_, variances = principal_directions(X - self.mean_, self.n_bits)
+        # ITQ rotates all n_bits directions together: a direction of no variance would mix noise
+        # into every bit rather than into one
+        self._check_rank(variances, len(X), self.n_bits)
         V = (X - self.mean_) @ self.components_.T
         rng = np.random.default_rng(self.random_state)
         self.rotation_, self.quantization_loss_ = itq_rotation(V, self.n_iter, rng)
         self.projection_ = self.components_.T @ self.rotation_
         return self
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
-        X = self._check_encode_input(X)
+    def _encode(self, X: np.ndarray) -> np.ndarray:
         return sign_bits((X - self.mean_) @ self.projection_)

@@ -94,6 +94,7 @@ class ITQCCA(ClassicHasher):
     """
 
     supervised = True
+    bits_within_features = True
     _parameter_constraints = {"n_iter": [Interval(int, 0, None)], "reg": [Interval(float, 0, None, closed="neither")],
                               "fill": [Options(*_FILL)]}
 
@@ -109,12 +110,10 @@ class ITQCCA(ClassicHasher):
         X, Y = self._check_fit_input(X, Y)
         Y = label_matrix(Y, "ITQCCA")
         n, d = X.shape
-        if self.n_bits > d:
-            raise HashbenchError(
-                f"ITQCCA: n_bits must be at most the number of features ({d}); got {self.n_bits}")
 
         self.mean_ = X.mean(axis=0)
         Xc, Yc = X - self.mean_, Y - Y.mean(axis=0)
+        del X  # our float64 copy; dropped so that fit holds two (n, d) arrays at most, not four
         scale = 1.0 / max(n - 1, 1)
         try:
             Lx = np.linalg.cholesky(Xc.T @ Xc * scale + self.reg * np.eye(d))
@@ -144,7 +143,8 @@ class ITQCCA(ClassicHasher):
         embedding = W[:, :q] * rho[:q]
         if q < self.n_bits:
             basis, _ = np.linalg.qr(W[:, :q])
-            residual = Xc - (Xc @ basis) @ basis.T
+            residual = (Xc @ basis) @ basis.T
+            np.subtract(Xc, residual, out=residual)  # Xc - projection, without a third (n, d) array
             extra, variance = principal_directions(residual, self.n_bits - q)
             # residual directions are orthogonal to span(W_q), so X and the residual agree on them
             # (a direction of no residual variance gets weight 0 rather than amplified rounding noise)
@@ -158,7 +158,5 @@ class ITQCCA(ClassicHasher):
         self.projection_ = embedding @ self.rotation_
         return self
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
-        X = self._check_encode_input(X)
+    def _encode(self, X: np.ndarray) -> np.ndarray:
         return sign_bits((X - self.mean_) @ self.projection_)

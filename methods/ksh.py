@@ -172,7 +172,7 @@ class KSH(ClassicHasher):
 
     def kernel_features(self, X: np.ndarray) -> np.ndarray:
         """Zero-mean RBF features of ``X`` (n, d) against the anchors: shape (n, n_anchors_used)."""
-        return self._raw_kernel(self._check_encode_input(X)) - self.kernel_mean_
+        return self._raw_kernel(np.asarray(self._check_encode_input(X), dtype=np.float64)) - self.kernel_mean_
 
     def _raw_kernel(self, X: np.ndarray) -> np.ndarray:
         """``exp(-||x - a_j||^2 / (2 sigma^2))`` for rows of ``X`` (n, d) and anchors: shape (n, m)."""
@@ -204,7 +204,8 @@ class KSH(ClassicHasher):
                 kept.append(d2)
         self.sigma_ = float(np.sqrt(total / (n * m)))
         if not self.sigma_ > 0:
-            raise HashbenchError("KSH: all training samples coincide with the anchors (zero bandwidth)")
+            raise HashbenchError("KSH.fit: all training samples coincide with the anchors (zero bandwidth); "
+                                 "it needs rows that differ in at least one feature")
         if kept is not None:
             raw = np.exp(np.concatenate(kept) / (-2.0 * self.sigma_ ** 2))
             self.kernel_mean_ = raw.mean(axis=0)
@@ -249,6 +250,5 @@ class KSH(ClassicHasher):
             A[:, k] = scipy.linalg.solve_triangular(L, c, lower=True, trans="T")   # a = L^-T c
         return A
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
-        return sign_bits(self.kernel_features(X) @ self.projection_)
+    def _encode(self, X: np.ndarray) -> np.ndarray:
+        return sign_bits((self._raw_kernel(X) - self.kernel_mean_) @ self.projection_)

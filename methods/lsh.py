@@ -70,14 +70,16 @@ class LSH(ClassicHasher):
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "LSH":
         """Draw the projections for ``X`` (n, d) and, if ``center``, store its mean; ``Y`` is ignored."""
-        X, _ = self._check_fit_input(X, Y)
+        # No degenerate-data check (see ClassicHasher): the hyperplanes are drawn without looking
+        # at X, and the mean only places them. From one row or identical rows the mean is that
+        # point, and hyperplanes through it still split every other item at random, as Charikar's
+        # hash needs -- unlike pcah/itq/sh, whose directions from such data would be arbitrary.
+        X, _ = self._check_fit_input(X, Y, degenerate=False)
         d = X.shape[1]
         self.mean_ = X.mean(axis=0) if self.center else np.zeros(d)
         rng = np.random.default_rng(self.random_state)
         self.projection_ = rng.standard_normal((d, self.n_bits))
         return self
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
-        X = self._check_encode_input(X)
+    def _encode(self, X: np.ndarray) -> np.ndarray:
         return sign_bits((X - self.mean_) @ self.projection_)

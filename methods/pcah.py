@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from hashbench.errors import HashbenchError
 from hashbench.linalg import principal_directions, sign_bits
 from hashbench.method import ClassicHasher
 from hashbench.registry import METHODS
@@ -56,20 +55,19 @@ class PCAH(ClassicHasher):
     (100, 8)
     """
 
+    bits_within_features = True
+
     def __init__(self, n_bits: int, *, random_state: int | None = None):
         super().__init__(n_bits, random_state=random_state)
 
     def fit(self, X: np.ndarray, Y: np.ndarray | None = None) -> "PCAH":
         """Learn the mean and principal directions of ``X`` (n, d); ``Y`` is ignored."""
         X, _ = self._check_fit_input(X, Y)
-        if self.n_bits > X.shape[1]:
-            raise HashbenchError(
-                f"PCAH: n_bits must be at most the number of features ({X.shape[1]}); got {self.n_bits}")
         self.mean_ = X.mean(axis=0)
         self.components_, self.explained_variance_ = principal_directions(X - self.mean_, self.n_bits)
+        # every bit is the sign of one direction: one of no variance would hash by rounding noise
+        self._check_rank(self.explained_variance_, len(X), self.n_bits)
         return self
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
-        X = self._check_encode_input(X)
+    def _encode(self, X: np.ndarray) -> np.ndarray:
         return sign_bits((X - self.mean_) @ self.components_.T)

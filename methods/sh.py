@@ -84,7 +84,10 @@ class SH(ClassicHasher):
         self.box_min_, self.box_max_ = V.min(axis=0), V.max(axis=0)
         spread = self.box_max_ - self.box_min_
         if not np.any(spread > 0):
-            raise HashbenchError("SH: the training data have no spread along any principal direction")
+            # identical rows are refused by _check_fit_input; this is data whose spread is lost to
+            # rounding in the projection (e.g. rows differing by 1e-300)
+            raise HashbenchError("SH.fit: the training data have no spread along any principal direction; "
+                                 "it needs rows that differ in at least one feature")
         # Candidate modes k = 1..K on every direction; the K lowest never need k > K, since the
         # widest direction alone offers K modes of frequency <= K pi / max(spread).
         ks = np.arange(1, self.n_bits + 1)
@@ -96,9 +99,7 @@ class SH(ClassicHasher):
         self.frequencies_ = omega.ravel()[order]
         return self
 
-    def encode(self, X: np.ndarray) -> np.ndarray:
-        """Codes of ``X`` (n, d): ``uint8`` of shape (n, n_bits), values in {0, 1}."""
-        X = self._check_encode_input(X)
+    def _encode(self, X: np.ndarray) -> np.ndarray:
         V = (X - self.mean_) @ self.components_.T
         offset = V[:, self.dims_] - self.box_min_[self.dims_]  # (n, K)
         return sign_bits(np.sin(np.pi / 2 + offset * self.frequencies_))

@@ -85,3 +85,103 @@ def test_errors_name_what_is_wrong(tmp_path):
     empty.mkdir()
     with pytest.raises(HashbenchError, match="train_features.npy"):
         feats(empty)
+
+
+# -- one-line refusals through the CLI, and memory: no copies of float32 .npy features -------------
+def _write_npy(root, data):
+    for s, (x, y) in data.items():
+        np.save(root / f"{s}_features.npy", x)
+        np.save(root / f"{s}_labels.npy", y)
+
+
+def _verify_refuses(root, capsys, *needles):
+    from hashbench.cli import main
+
+    status = main(["data", "verify", "dataset=features", f"data_root={root}"])
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert status == 2 and len(err.splitlines()) == 1, err
+    assert "Traceback" not in captured.err + captured.out
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_string_class_ids_become_sorted_one_hot_classes(tmp_path):
+    rng = np.random.default_rng(0)
+    words = np.array(["dog", "cat", "emu"])
+    data = {s: (rng.normal(size=(n, 4)), words[rng.integers(0, 3, n)]) for s, n in SIZES.items()}
+    data["query"] = (data["query"][0], data["query"][1].astype("<U8"))   # another width, same ids
+    _write_npy(tmp_path, data)
+    ds = feats(tmp_path)
+    assert ds.class_names == ["cat", "dog", "emu"]
+    q = ds.get("query")
+    assert [ds.class_names[i] for i in q.labels.argmax(axis=1)] == list(data["query"][1])
+    assert (q.labels.sum(axis=1) == 1).all()
+
+
+def test_class_ids_mixing_strings_and_numbers_are_refused(tmp_path, capsys):
+    data = {s: (x, np.arange(len(x)) % 3) for s, (x, _) in arrays().items()}
+    data["query"] = (data["query"][0], np.array(["a", "b"] * 3))
+    _write_npy(tmp_path, data)
+    _verify_refuses(tmp_path, capsys, "all numbers or all strings", "query strings", "train numbers")
+
+
+def test_an_empty_split_is_one_line_naming_it(tmp_path, capsys):
+    data = arrays()
+    data["query"] = (np.zeros((0, 8)), np.zeros((0, 5), np.uint8))
+    _write_npy(tmp_path, data)
+    _verify_refuses(tmp_path, capsys, "the query split is empty", "at least one row")
+
+
+def test_random_bytes_named_npz_are_not_a_valid_archive(tmp_path, capsys):
+    path = tmp_path / "f.npz"
+    path.write_bytes(np.random.default_rng(0).bytes(4096))
+    err = _verify_refuses(path, capsys, "is not a valid .npz file", "zip")
+    assert "pickled" not in err
+
+
+def test_random_bytes_named_npy_are_not_a_valid_npy(tmp_path, capsys):
+    _write_npy(tmp_path, arrays())
+    (tmp_path / "train_features.npy").write_bytes(np.random.default_rng(0).bytes(4096))
+    err = _verify_refuses(tmp_path, capsys, "train_features.npy is not a valid .npy file")
+    assert "pickled" not in err
+
+
+def test_float64_beyond_float32_says_overflow_with_split_and_magnitude(tmp_path, capsys):
+    data = arrays()
+    x = data["database"][0].copy()
+    x[7, 3] = -1e300
+    data["database"] = (x, data["database"][1])
+    _write_npy(tmp_path, data)
+    err = _verify_refuses(tmp_path, capsys, "database features overflow float32", "1e+300")
+    assert "NaN" not in err
+
+
+def test_nan_is_reported_with_its_row(tmp_path, capsys):
+    data = arrays()
+    x = data["train"][0].astype(np.float32)
+    x[11, 0] = np.nan
+    data["train"] = (x, data["train"][1])
+    _write_npy(tmp_path, data)
+    _verify_refuses(tmp_path, capsys, "train features contain NaN or infinite values", "row 11")
+
+
+def test_float32_npy_is_memory_mapped_and_reaches_the_split_without_a_copy(tmp_path):
+    data = {s: (x.astype(np.float32), y) for s, (x, y) in arrays().items()}
+    _write_npy(tmp_path, data)
+    ds = feats(tmp_path)
+    x = ds.arrays["database"][0]
+    import mmap
+
+    base = x
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    assert isinstance(base, mmap.mmap) and x.dtype == np.float32   # the file's pages, not a copy
+    split = ds.get("database")
+    assert np.shares_memory(split.all_inputs(), x)        # ArraySplit wraps the map, no copy
+    assert np.array_equal(split.all_inputs(), data["database"][0])
+    # a float64 file is cast once, to exactly what astype gives
+    _write_npy(tmp_path, {s: (x.astype(np.float64) / 3, y) for s, (x, y) in data.items()})
+    got = feats(tmp_path).arrays["query"][0]
+    assert got.dtype == np.float32 and np.array_equal(got, (data["query"][0].astype(np.float64) / 3).astype(np.float32))

@@ -127,3 +127,76 @@ def test_bad_parameters_are_refused_at_fit_from_the_declared_constraints(name, p
     with pytest.raises(HashbenchError) as err:
         CLASSIC[name](**kwargs).fit(X, Y)
     assert str(err.value) == message
+
+
+# -- degenerate training data: one policy (ClassicHasher._check_fit_input) --------------------
+LEARNING = sorted(n for n, c in CLASSIC.items() if method_class(c).needs_features and n != "lsh")
+
+
+def _one_line_refusal(name, X, Y, *needles):
+    with pytest.raises(HashbenchError) as err:
+        CLASSIC[name](N_BITS, random_state=0).fit(X, Y)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{method_class(CLASSIC[name]).__name__}.fit: ")
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+@pytest.mark.parametrize("name", LEARNING)
+def test_a_single_training_row_is_refused(name):
+    X, Y = _tiny()
+    _one_line_refusal(name, X[:1], Y[:1], "1 training row", "at least 2")
+
+
+@pytest.mark.parametrize("name", LEARNING)
+def test_identical_training_rows_are_refused(name):
+    X, Y = _tiny()
+    X = np.repeat(X[:1], len(X), axis=0)
+    _one_line_refusal(name, X, Y, f"all {len(X)} training rows are identical", "differ in at least one feature")
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_some_constant_features_still_fit(name):
+    X, Y = _tiny()
+    X[:, ::3] = 5.0                         # 8 of 24 features constant, the other 16 vary
+    est = CLASSIC[name](N_BITS, random_state=0).fit(X, Y)
+    codes = est.encode(X)
+    assert codes.shape == (len(X), N_BITS)
+    if name != "random":
+        assert len(np.unique(codes, axis=0)) > 1
+
+
+@pytest.mark.parametrize("name", ["pcah", "itq"])
+def test_fewer_directions_of_variance_than_bits_is_refused(name):
+    X, Y = _tiny()
+    X = X[:, :3] @ np.random.default_rng(0).normal(size=(3, X.shape[1]))   # rank 3 < 8 bits
+    _one_line_refusal(name, X, Y, "only 3 directions of variance", "use at most 3 bits")
+
+
+def test_lsh_learns_nothing_from_the_values_so_it_accepts_degenerate_rows():
+    X, _ = _tiny()
+    lsh = CLASSIC["lsh"](N_BITS, random_state=0).fit(X[:1])
+    np.testing.assert_array_equal(lsh.mean_, X[0])
+    assert len(np.unique(lsh.encode(X), axis=0)) > 1     # hyperplanes through that point still split
+
+
+@pytest.mark.parametrize("name", sorted(CLASSIC))
+def test_chunked_encode_matches_one_chunk_and_reads_float32_without_copying(name):
+    X, Y = _tiny(n=300)
+    est = CLASSIC[name](N_BITS, random_state=0).fit(X, Y)
+    X32 = X.astype(np.float32)
+    X32.setflags(write=False)                  # as a read-only memory map: encode must not write
+    whole = est.encode(X32)
+    est.encode_chunk_rows = 7                  # 300 rows in chunks of 7 (the last one of 6)
+    seen = []
+    if name != "random":
+        inner = est._encode
+        est._encode = lambda chunk: (seen.append((len(chunk), chunk.dtype)), inner(chunk))[1]
+    chunked = est.encode(X32)
+    if name == "random":                       # fresh coins per call, by design
+        assert chunked.shape == whole.shape
+    else:
+        np.testing.assert_array_equal(chunked, whole)
+        assert seen == [(7, np.float64)] * 42 + [(6, np.float64)]
+        np.testing.assert_array_equal(est.encode(X32.astype(np.float64)), whole)
