@@ -92,9 +92,14 @@ def select(records: list[dict], words: dict) -> list[dict]:
     return records
 
 
-def load_results(out: str | Path) -> tuple[ResultStore, list[dict]]:
-    """The store of ``out`` and its records; an error naming the folder when there are none."""
-    store = ResultStore(check_out_folder(out))
+def load_results(out: str | Path, *, writes: bool = False) -> tuple[ResultStore, list[dict]]:
+    """The store of ``out`` and its records; an error naming the folder when there are none (or,
+    for a command that ``writes`` there, when it cannot be written)."""
+    if writes:
+        check_out_folder(out)
+    elif Path(out).is_file():
+        raise HashbenchError(f"out={out} is a file, not a folder of results; choose the folder a run wrote")
+    store = ResultStore(out)
     records = store.records()
     if not records:
         raise HashbenchError(f"no results in {store.path}; run e.g. `hashbench run out={out}` first")
@@ -120,7 +125,7 @@ def evaluate_stored(words: dict, stream=None) -> list[dict]:
     ``eval.*`` words, appends one record per run that needed anything new (``force=true``:
     recompute all), and prints the tables of the selected runs under these settings.
     """
-    store, _ = load_results(words.get("out", "out"))  # a folder without results fails first
+    store, _ = load_results(words.get("out", "out"), writes=True)  # a folder without results fails first
     with store.lock():
         return _evaluate_stored(words, stream)
 

@@ -323,3 +323,20 @@ def test_a_resumed_run_says_so_and_matches_an_uninterrupted_one(tmp_path, capsys
     assert main(["run", f"out={tmp_path / 'ref'}", *words]) == 0
     assert read_records(out / "results.jsonl")[-1]["metrics"] == \
         read_records(tmp_path / "ref" / "results.jsonl")[-1]["metrics"]
+
+
+def test_a_read_only_results_folder_can_be_tabled_but_not_evaluated_into(tmp_path, capsys, monkeypatch):
+    import hashbench.results as results
+
+    out = tmp_path / "out"
+    read_records_of_one_run(out)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(results.tempfile, "TemporaryFile", refuse)  # as if out/ were read-only
+    capsys.readouterr()
+    assert main(["table", f"out={out}"]) == 0
+    assert "| random" in capsys.readouterr().out
+    one_line_error(capsys, main(["eval", f"out={out}", "metrics=p@10"]), f"out={out} cannot be written")
+    one_line_error(capsys, main(["table", f"out={tmp_path / 'out' / 'results.jsonl'}"]), "is a file, not a folder")
