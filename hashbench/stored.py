@@ -17,7 +17,7 @@ from hashbench.errors import HashbenchError
 from hashbench.metrics import conventions, evaluate, parse_metric
 from hashbench.progress import Progress, SweepProgress
 from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, conventions_of,
-                               eval_settings, latest, run_key)
+                               data_of, eval_settings, latest, run_key)
 from hashbench.settings import EVAL
 from hashbench.tables import render
 
@@ -58,12 +58,15 @@ def score(q, d, ql, dl, ev: dict, metrics: list[str], label: str = ""):
     return {k: float(v) for k, v in scores.items()}, eval_info, time.perf_counter() - t1
 
 
+# the fields a re-scored record keeps from the record (or codes manifest) of the training run
+RECORD_FIELDS = ("method", "dataset", "bits", "seed", "config_hash", "codes", "train_seconds", "device", "train_log",
+                 "config", "data", "versions", "git_commit", "run_id")
+
+
 def rescored(base: dict, ev: dict, metrics: list[str], scores: dict, info: dict, eval_s: float, run_id: str) -> dict:
     """A new record for saved codes scored again: ``base`` (a record or a codes manifest) with new
     metrics and evaluation settings."""
-    keep = ("method", "dataset", "bits", "seed", "config_hash", "codes", "train_seconds", "device", "train_log",
-            "config", "data", "versions", "git_commit")
-    rec = {k: base[k] for k in keep if k in base}
+    rec = {k: base[k] for k in RECORD_FIELDS if k in base}
     settings = eval_settings({**ev, "metrics": metrics})
     rec["config"] = {**rec.get("config", {}), "eval": {**rec.get("config", {}).get("eval", {}), **ev}}
     rec.update(metrics=scores, eval=settings, eval_seconds=eval_s, eval_info=info, versions=versions(),
@@ -130,6 +133,16 @@ def evaluate_stored(words: dict, stream=None) -> list[dict]:
         return _evaluate_stored(words, stream)
 
 
+def _codes_on_other_data(store: ResultStore, record: dict) -> bool:
+    """Whether a run's saved codes were made on other data than its record says: codes saved by
+    a later training (the data had changed) whose record was never written (killed while scoring)."""
+    try:
+        manifest = store.load_manifest(record["config_hash"], record["bits"], record["seed"])
+    except DamagedCodes:
+        return False  # refused, by name, when the codes are loaded
+    return data_of(manifest) not in (None, data_of(record))
+
+
 def _evaluate_stored(words: dict, stream=None) -> list[dict]:
     store, records = load_results(words.get("out", "out"))
     say = lambda text: print(text, file=stream or sys.stdout, flush=True)  # noqa: E731
@@ -149,12 +162,15 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
     for key, base in bases.items():
         ev = {**dict(zip(CONVENTION_KEYS, conventions_of(base))),
               **{k: overrides[k] for k in CONVENTION_KEYS if k in overrides}}
-        metrics = list(overrides.get("metrics") or base.get("eval", {}).get("metrics")
-                       or base.get("config", {}).get("eval", {}).get("metrics") or base["metrics"])
+        metrics = list(overrides.get("metrics") or (base.get("eval") or {}).get("metrics")
+                       or ((base.get("config") or {}).get("eval") or {}).get("metrics") or base["metrics"])
         have = merged.get(key + tuple(str(ev[k]) for k in CONVENTION_KEYS), {}).get("metrics", {})
-        missing = metrics if words.get("force") else [m for m in metrics if m not in have]
         chash = base.get("config_hash")
-        if missing and not (chash and store.has_codes(chash, base["bits"], base["seed"])):
+        saved = bool(chash) and store.has_codes(chash, base["bits"], base["seed"])
+        if saved and _codes_on_other_data(store, base):
+            have = {}  # the stored metrics describe older codes: every metric asked for is new
+        missing = metrics if words.get("force") else [m for m in metrics if m not in have]
+        if missing and not saved:
             no_codes.append(base)
             continue
         plan.append((key, base, ev, metrics, missing))
@@ -169,12 +185,17 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         t = time.perf_counter()
         try:
             codes = store.load_codes(base["config_hash"], base["bits"], base["seed"])
+            manifest = store.load_manifest(base["config_hash"], base["bits"], base["seed"])
         except DamagedCodes as e:  # the others are still scored and recorded
             refused.append(f"{label}: {e}")
             say(f"  {label} ({base['dataset']}): refused: {e}")
             continue
         scores, info, eval_s = score(codes["query"], codes["database"], codes["query_labels"],
                                       codes["database_labels"], ev, missing, label)
+        if _codes_on_other_data(store, base):
+            # the new record describes those codes, not the older record
+            base = {**{k: v for k, v in base.items() if k != "reevaluated_from"},
+                    **{k: v for k, v in manifest.items() if k in RECORD_FIELDS}}
         rec = rescored(base, ev, missing, scores, info, eval_s, run_id)
         store.append(rec)
         shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))

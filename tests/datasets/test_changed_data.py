@@ -87,3 +87,28 @@ def test_a_table_mixing_data_says_so(tmp_path, capsys):
     assert rows[0][-1] == "data_sha256" and len(rows[1][-1].split()) == 2
     stored = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert {r["data"]["sha256"] for r in stored} == set(rows[1][-1].split())
+
+
+def test_eval_attributes_codes_to_the_data_they_were_made_on(tmp_path, capsys, monkeypatch):
+    """Codes saved by a training on edited data whose record was never written (killed while
+    scoring): `eval` scores those codes and records them with their own data, not the old record's."""
+    import hashbench.runner as runner
+
+    root, out = tmp_path / "lists", tmp_path / "out"
+    make_lists(root)
+    assert run(out, root) == 0
+    make_lists(root, flip=True)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "score", killed)  # after the codes are saved, before the record
+    assert run(out, root) == 130
+    monkeypatch.undo()
+    (old,) = read_records(out / "results.jsonl")
+    assert main(["eval", f"out={out}", "metrics=map,p@5"]) == 0
+    new = read_records(out / "results.jsonl")[-1]
+    manifest = json.loads((out / old["codes"]).with_suffix(".json").read_text())
+    assert new["data"] == manifest["data"] != old["data"]
+    assert new["metrics"]["map"] == 1.0  # all relevant on the edited data
+    assert new["reevaluated_from"] == manifest["run_id"] != old["run_id"]
