@@ -22,6 +22,7 @@ pages, not three.
 """
 from __future__ import annotations
 
+import mmap
 import zipfile
 from pathlib import Path
 
@@ -80,7 +81,21 @@ def _float32_features(x: np.ndarray, split: str) -> np.ndarray:
                                      f"{big:.3g}; float32 holds up to {_F32_MAX:.3g}); rescale them")
         if out is not x:
             out[start:start + rows] = chunk
+            _release(x, start, len(chunk))
     return out
+
+
+def _release(x: np.ndarray, start: int, n: int) -> None:
+    """Drop the pages of rows ``start:start + n`` of a memory-mapped ``x`` once they are cast: a
+    float64 file cast to float32 then costs the float32 array and one chunk, not the file too.
+    The map is copy-on-write and never written, so dropped pages would read back the file."""
+    handle = getattr(x, "_mmap", None)
+    if handle is None or not hasattr(handle, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    row = x.shape[1] * x.dtype.itemsize
+    first = x.offset % mmap.ALLOCATIONGRANULARITY + start * row  # where the rows lie in the map
+    aligned = first - first % mmap.PAGESIZE
+    handle.madvise(mmap.MADV_DONTNEED, aligned, first + n * row - aligned)
 
 
 def _load_mapping(path: Path) -> dict[str, np.ndarray]:
@@ -198,7 +213,7 @@ class Features(HashingDataset):
     def _checked(self, out):
         dims = {}
         for split, (x, y) in out.items():
-            x = np.asarray(x)
+            x = x if isinstance(x, np.memmap) else np.asarray(x)  # a map keeps its handle: see _release
             if x.ndim >= 1 and len(x) == 0:
                 raise HashbenchError(f"features: the {split} split is empty (0 rows, features of shape "
                                      f"{x.shape}); every split needs at least one row")
@@ -208,7 +223,7 @@ class Features(HashingDataset):
             if len(np.asarray(y)) != len(x):
                 raise HashbenchError(f"features: {split} has {len(x)} feature rows but "
                                      f"{len(np.asarray(y))} label rows")
-            x = _float32_features(x, split)
+            x = np.asarray(_float32_features(x, split))
             dims[split] = x.shape[1]
             out[split] = (x, np.asarray(y))
         if len(set(dims.values())) > 1:

@@ -185,3 +185,34 @@ def test_float32_npy_is_memory_mapped_and_reaches_the_split_without_a_copy(tmp_p
     _write_npy(tmp_path, {s: (x.astype(np.float64) / 3, y) for s, (x, y) in data.items()})
     got = feats(tmp_path).arrays["query"][0]
     assert got.dtype == np.float32 and np.array_equal(got, (data["query"][0].astype(np.float64) / 3).astype(np.float32))
+
+
+def test_float64_npy_is_cast_without_keeping_the_file_in_memory(tmp_path):
+    """A float64 .npy becomes float32 chunk by chunk, its pages dropped once cast: the process
+    holds the float32 array, not also the float64 file (measured in a fresh process)."""
+    import json
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "f64"
+    root.mkdir()
+    for split, n in (("train", 50), ("query", 10), ("database", 120_000)):
+        np.save(root / f"{split}_features.npy", rng.standard_normal((n, 256)))  # float64
+        np.save(root / f"{split}_labels.npy", (rng.random((n, 3)) < 0.5).astype(np.uint8))
+    child = ("import json, sys\n"
+             "import torch\n"
+             "from hashbench.registry import DATASETS, build, entries\n"
+             "entries(DATASETS)\n"
+             "rss = lambda key: next(int(l.split()[1]) * 1024 for l in open('/proc/self/status') if l.startswith(key))\n"
+             "before = rss('VmRSS:')\n"
+             "ds = build(DATASETS, dict(type='features', data_root=sys.argv[1]))\n"
+             "x = ds.get('database').all_inputs()\n"
+             "print(json.dumps(dict(dtype=str(x.dtype), sum=float(x[:5].sum()), grew=rss('VmHWM:') - before)))\n")
+    proc = subprocess.run([sys.executable, "-c", child, str(root)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    want = np.load(root / "database_features.npy")[:5].astype(np.float32)
+    assert got["dtype"] == "float32" and got["sum"] == float(want.sum())
+    f32_bytes = 120_000 * 256 * 4  # 123 MB; the float64 file is twice that
+    assert got["grew"] < 1.5 * f32_bytes, f"peak grew by {got['grew'] / f32_bytes:.2f}x the float32 array"
