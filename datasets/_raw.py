@@ -54,8 +54,8 @@ import numpy as np
 from hashbench.errors import HashbenchError
 from hashbench.params import Flag, Interval
 
-from ._images import (ImageSplit, ScanLog, decode_all, default_workers, describe_error, fresh, open_prepared,
-                      prepare_images, present_mask)
+from ._images import (ImageSplit, ScanLog, decode_all, default_workers, fresh, open_prepared, prepare_images,
+                      present_mask)
 from ._splits import SplitStore, carve_val, pool_fingerprint
 from ._text import write_atomic
 from .base import SPLITS, HashingDataset, cache_root
@@ -346,14 +346,7 @@ class RawImageDataset(HashingDataset):
             return self._assign
         record = self._record()
         store = SplitStore(self.cache_dir)
-        try:
-            loaded = store.load(record, self.catalogue.rels)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            # a split.json that parses but is not what hashbench writes (damaged, hand-edited):
-            # the stored split cannot be trusted, and forming it again overwrites it
-            log.warning("%s: the stored split in %s cannot be read (%s); forming it again",
-                        self.name, store.root, describe_error(exc))
-            loaded = None
+        loaded = store.load(record, self.catalogue.rels)  # None for a damaged or stale one: formed again
         if loaded is not None:
             assign, meta = loaded
         else:
