@@ -21,14 +21,9 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import time
 
-
-def peak_rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+from memory import peak_rss_bytes, run_child  # the sibling benchmark: same measurement, same children
 
 
 def rss_bytes() -> int:
@@ -65,13 +60,6 @@ def child(kind: str, n: int, size: int, bits: int, backbone: str, batch: int) ->
                 nbytes=int(out.nbytes), dim=int(net.dims[0]))
 
 
-def run_child(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"deep_memory: child {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=193_000, help="database images (default: NUS-WIDE-21's 193,000)")
@@ -89,8 +77,8 @@ def main(argv=None):
     print(f"deep_memory: {args.n:,} images {args.size}x{args.size} ({args.n * 3 * args.size ** 2 / 1e6:,.0f} MB "
           f"uint8), {args.backbone}, {args.bits} bits, batch {args.batch}; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    enc = run_child(["encode", *words])
-    ref = run_child(["features", *words])
+    enc = run_child(["encode", *words], __file__)
+    ref = run_child(["features", *words], __file__)
     codes, feats = enc["nbytes"], ref["nbytes"]
     print(f"  encode_deep:       peak RSS grew {enc['grew'] / 1e6:8.1f} MB = {enc['grew'] / codes:6.2f}x the codes "
           f"({codes / 1e6:.1f} MB, {enc['dtype']} {enc['shape']}), {enc['grew'] / feats:.3f}x the features; "

@@ -137,10 +137,11 @@ def child_method(root: Path, name: str, bits: int, blas_threads: int) -> dict:
     return dict(times=times, rss=rss, peak=peak_rss_bytes(), scores=scores)
 
 
-def run_child(args: list[str]) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+def run_child(args: list[str], script: str = __file__) -> dict:
+    """``python SCRIPT --child ARGS`` in a fresh process (its peak RSS its own): the JSON it prints last."""
+    proc = subprocess.run([sys.executable, script, "--child", *args], capture_output=True, text=True)
     if proc.returncode:
-        raise SystemExit(f"memory: child {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
+        raise SystemExit(f"{Path(script).stem}: child {' '.join(args)} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

@@ -14,6 +14,7 @@ be seen from here.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -61,21 +62,16 @@ def atomic_append_line(path: Path, obj: dict) -> None:
         os.close(fd)
 
 
+@functools.cache
 def _host_tag() -> str:
     """8 hex digits naming this host and pid namespace: two containers sharing a host name (and
     a file system) see different processes under the same pid, so they must not judge each other's."""
-    global _HOST_TAG
-    if _HOST_TAG is None:
-        try:
-            namespace = str(os.stat("/proc/self/ns/pid").st_ino)
-        except OSError:
-            namespace = ""
-        # a hash, not the name itself: host names may hold dots and characters unfit for file names
-        _HOST_TAG = hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
-    return _HOST_TAG
-
-
-_HOST_TAG: str | None = None
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    # a hash, not the name itself: host names may hold dots and characters unfit for file names
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
 
 
 def _alive(pid: int) -> bool:

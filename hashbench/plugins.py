@@ -26,17 +26,23 @@ def import_plugin(name: str):
     The built-in entries are registered first, so a plugin that registers a name already taken
     (``lsh``) is refused in one line naming both definitions, whatever was imported before.
     """
+    return _registering(repr(name), lambda: _import(name))
+
+
+def _registering(plugin: str, load):
+    """``load()`` with the built-in entries registered first; a name it registers twice becomes
+    a one-line error naming both definitions (mmengine raises a ``KeyError``)."""
     from hashbench.registry import REGISTRIES, entries
 
     for registry in REGISTRIES.values():
         entries(registry)
     try:
-        return _import(name)
+        return load()
     except KeyError as e:
         message = str(e.args[0]) if e.args else ""
         if "is already registered in" not in message:
             raise
-        raise HashbenchError(_clash(name, message, e.__traceback__)) from None
+        raise HashbenchError(_clash(plugin, message, e.__traceback__)) from None
 
 
 def _clash(plugin: str, message: str, tb) -> str:
@@ -53,7 +59,7 @@ def _clash(plugin: str, message: str, tb) -> str:
         first = f"{inspect.getsourcefile(existing)}:{inspect.getsourcelines(existing)[1]}"
     except (TypeError, OSError):
         first = getattr(existing, "__module__", "another module")
-    return (f"plugin {plugin!r} registers {kind} {taken!r} at {where}, but {taken!r} is already defined at "
+    return (f"plugin {plugin} registers {kind} {taken!r} at {where}, but {taken!r} is already defined at "
             f"{first}; register it under another name (e.g. @{kind.upper()}S.register_module(name='my_{taken}'))")
 
 
@@ -86,20 +92,8 @@ def _import(name: str):
 
 def load_entry_points() -> list[str]:
     """Import every installed ``hashbench.plugins`` entry point; returns their names."""
-    from hashbench.registry import REGISTRIES, entries
-
     loaded = []
-    eps = list(entry_points(group=ENTRY_POINT_GROUP))
-    if eps:
-        for registry in REGISTRIES.values():
-            entries(registry)
-    for ep in eps:
-        try:
-            ep.load()
-        except KeyError as e:
-            message = str(e.args[0]) if e.args else ""
-            if "is already registered in" not in message:
-                raise
-            raise HashbenchError(_clash(f"entry point {ep.name}", message, e.__traceback__)) from None
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _registering(f"entry point {ep.name!r}", ep.load)
         loaded.append(ep.name)
     return loaded

@@ -167,16 +167,17 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         have = merged.get(key + tuple(str(ev[k]) for k in CONVENTION_KEYS), {}).get("metrics", {})
         chash = base.get("config_hash")
         saved = bool(chash) and store.has_codes(chash, base["bits"], base["seed"])
-        if saved and _codes_on_other_data(store, base):
+        newer = saved and _codes_on_other_data(store, base)
+        if newer:
             have = {}  # the stored metrics describe older codes: every metric asked for is new
         missing = metrics if words.get("force") else [m for m in metrics if m not in have]
         if missing and not saved:
             no_codes.append(base)
             continue
-        plan.append((key, base, ev, metrics, missing))
-    progress = SweepProgress(len(plan), [(b["method"], "rescore") for _, b, _, _, m in plan if m], stream)
+        plan.append((key, base, ev, missing, newer))
+    progress = SweepProgress(len(plan), [(b["method"], "rescore") for _, b, _, m, _ in plan if m], stream)
     evaluated, shown_keys, refused = [], [], []
-    for i, (key, base, ev, metrics, missing) in enumerate(plan, 1):
+    for i, (key, base, ev, missing, newer) in enumerate(plan, 1):
         if not missing:
             shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))
             continue
@@ -185,15 +186,14 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         t = time.perf_counter()
         try:
             codes = store.load_codes(base["config_hash"], base["bits"], base["seed"])
-            manifest = store.load_manifest(base["config_hash"], base["bits"], base["seed"])
         except DamagedCodes as e:  # the others are still scored and recorded
             refused.append(f"{label}: {e}")
             say(f"  {label} ({base['dataset']}): refused: {e}")
             continue
         scores, info, eval_s = score(codes["query"], codes["database"], codes["query_labels"],
                                       codes["database_labels"], ev, missing, label)
-        if _codes_on_other_data(store, base):
-            # the new record describes those codes, not the older record
+        if newer:  # the new record describes those codes, not the older record
+            manifest = store.load_manifest(base["config_hash"], base["bits"], base["seed"])
             base = {**{k: v for k, v in base.items() if k != "reevaluated_from"},
                     **{k: v for k, v in manifest.items() if k in RECORD_FIELDS}}
         rec = rescored(base, ev, missing, scores, info, eval_s, run_id)

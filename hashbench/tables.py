@@ -18,6 +18,7 @@ import numpy as np
 from tabulate import tabulate
 
 from hashbench.errors import HashbenchError, suggest
+from hashbench.results import data_of
 
 FORMATS = {"markdown": "github", "latex": "latex_raw", "plain": "simple"}
 TABLE_FORMATS = ("markdown", "latex", "csv")
@@ -50,17 +51,12 @@ def _best(cells: dict, bits: list[int]) -> dict[int, float | None]:
     return {b: max((np.mean(v) for (m, bb), v in cells.items() if bb == b), default=None) for b in bits}
 
 
-def _data(record: dict) -> str | None:
-    data = record.get("data")
-    return data.get("sha256") if isinstance(data, dict) else None
-
-
 def mixed_cells(records: list[dict], metric: str) -> set[tuple[str, int]]:
     """(row, bits) cells whose values come from runs made on different data (fingerprints)."""
     seen: dict[tuple[str, int], set] = defaultdict(set)
     for r in records:
-        if metric in r["metrics"] and _data(r) is not None:
-            seen[(row_label(r), r["bits"])].add(_data(r))
+        if metric in r["metrics"] and data_of(r) is not None:
+            seen[(row_label(r), r["bits"])].add(data_of(r))
     return {k for k, v in seen.items() if len(v) > 1}
 
 
@@ -70,7 +66,7 @@ def data_note(records: list[dict]) -> str:
     versions: dict[str, list[str]] = {}
     sizes: dict[str, str] = {}
     for r in records:
-        d = _data(r)
+        d = data_of(r)
         if d is None:
             continue
         versions.setdefault(d, [])
@@ -291,6 +287,6 @@ def _csv(records: list[dict], metrics: list[str]) -> str:
                     w.writerow([dataset, first["method"], first.get("config_hash") or "", b, metric,
                                 repr(float(np.mean(v))), repr(float(np.std(v, ddof=1))) if len(v) > 1 else "",
                                 len(v), " ".join(map(str, seeds)), bool(np.isclose(np.mean(v), best[b])), *conv,
-                                " ".join(sorted({_data(r) for r in recs if row_label(r) == row and r["bits"] == b
-                                                 and metric in r["metrics"] and _data(r)}))])
+                                " ".join(sorted({data_of(r) for r in recs if row_label(r) == row and r["bits"] == b
+                                                 and metric in r["metrics"] and data_of(r)}))])
     return buf.getvalue()

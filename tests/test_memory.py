@@ -55,6 +55,7 @@ def test_features_run_peaks_below_twice_the_database_bytes(tmp_path):
     baseline = _peak(tmp_path / "tiny", tmp_path / "out-tiny")
     peak = _peak(tmp_path / "big", tmp_path / "out-big")
     db_bytes = big["database"] * 512 * 4
+    print(f"peak RSS above the tiny run: {(peak - baseline) / db_bytes:.2f}x the database features")  # pytest -s
     assert peak - baseline <= 2 * db_bytes, (
         f"peak RSS {peak / 1e6:.0f} MB = baseline {baseline / 1e6:.0f} MB + "
         f"{(peak - baseline) / db_bytes:.2f}x the {db_bytes / 1e6:.0f} MB of database features (limit 2x)")
