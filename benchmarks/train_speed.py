@@ -69,7 +69,7 @@ def make_steps(args, device):
         return build(BACKBONES, dict(type="timm", name=args.backbone))
 
     method = build(METHODS, dict(type="dsrh"), n_bits=args.bits)
-    hasher = DeepHasher(backbone(), args.bits, bypass=method.bypass).to(device).train()
+    hasher = DeepHasher.for_method(backbone(), method).to(device).train()
     classifier = Classifier(backbone(), args.classes).to(device).train()
     if args.channels_last:
         hasher, classifier = (m.to(memory_format=torch.channels_last) for m in (hasher, classifier))

@@ -135,9 +135,26 @@ def cmd_list(args) -> int:
     for kind in kinds:
         if len(kinds) > 1:
             print(f"{kind}:")
+        if kind == "methods":
+            _list_methods(entries(REGISTRIES[kind]), summary, indent="  " if len(kinds) > 1 else "")
+            continue
         for name, obj in entries(REGISTRIES[kind]).items():
             print(f"  {name:<16} {summary(obj)}")
     return 0
+
+
+def _list_methods(found: dict, summary, indent: str) -> None:
+    """Methods grouped by family (pairwise, triplet, pointwise, listwise, classic, baseline), one line each."""
+    from hashbench.method import FAMILIES, family
+
+    groups: dict[str, list[str]] = {}
+    for name, obj in found.items():
+        groups.setdefault(family(obj), []).append(name)
+    for fam in [*FAMILIES, *sorted(set(groups) - set(FAMILIES))]:
+        if fam in groups:
+            print(f"{indent}{fam}:")
+            for name in groups[fam]:
+                print(f"{indent}  {name:<16} {summary(found[name])}")
 
 
 def parser() -> argparse.ArgumentParser:

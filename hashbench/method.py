@@ -27,6 +27,8 @@ from hashbench.params import Flag, Interval, Options, check_params
 
 N_BITS = [Interval(int, 1, 1024)]
 SEED = [Interval(int, 0, 2**32 - 1), None]
+# How a method learns from labels; ``hashbench list methods`` groups by it.
+FAMILIES = ("pairwise", "triplet", "pointwise", "listwise", "classic", "baseline")
 
 
 # ---------------------------------------------------------------------------------- classic
@@ -59,7 +61,7 @@ class ClassicHasher(BaseEstimator):
     out (``degenerate=False``): its random hyperplanes do not depend on the data, which only place
     them (the mean), so they hash new items the same way whatever the training rows were.
 
-    Class attributes: ``supervised`` (``fit`` needs labels), ``needs_features`` (False for a method
+    Class attributes: ``family`` (see :data:`FAMILIES`), ``supervised`` (``fit`` needs labels), ``needs_features`` (False for a method
     that ignores its input, such as ``random``: the runner then extracts nothing; it skips the
     degenerate-data policy too), ``bits_within_features`` (``n_bits`` at most the feature count,
     checked before the data), ``encode_chunk_rows`` (rows per ``_encode`` call).
@@ -72,6 +74,7 @@ class ClassicHasher(BaseEstimator):
         Seed of every random choice the method makes.
     """
 
+    family = "classic"
     supervised = False
     needs_features = True
     bits_within_features = False  # one bit per direction of the feature space: n_bits <= d
@@ -186,6 +189,11 @@ class DeepMethod(nn.Module):
     ``encode(name, split, network)``              after training, for ``query`` and ``database``
     ===========================================  ===================================================
 
+    Class attributes: ``family`` (see :data:`FAMILIES`: what the loss compares — pairs, triplets,
+    each item with a target, or whole rankings) and ``code_norm`` (None, or ``"batch"``: the
+    network batch-normalises its K outputs before they are relaxed and, with the running
+    statistics, before they are thresholded at encoding — for methods whose paper does so).
+
     State kept across steps (a memory bank, class centres, database codes) is this module's own
     buffers and parameters (its loss's included): moved to the training device, written into
     every checkpoint and restored on resume. Its parameters are trained with the network; their
@@ -212,6 +220,8 @@ class DeepMethod(nn.Module):
     """
 
     RELAXATIONS = ("sigmoid", "tanh", "identity")
+    family = "pairwise"
+    code_norm: str | None = None
     _parameter_constraints: dict = {
         "n_bits": N_BITS, "loss": [dict, nn.Module], "relaxation": [Options(*RELAXATIONS)], "bypass": [Flag()],
         "lr_mult": [dict, None], "head_lr_drop": [Interval(float, 0, 1), None],
@@ -307,6 +317,11 @@ def variant(base: type, **fixed) -> Callable[[Callable], Callable]:
         return build
 
     return wrap
+
+
+def family(entry) -> str:
+    """The family of a registered method (pairwise, triplet, pointwise, listwise, classic, baseline)."""
+    return getattr(method_class(entry), "family", "other")
 
 
 def method_class(entry) -> type:

@@ -266,7 +266,7 @@ class Runner:
                                      f"{self.dataset_name!r} holds precomputed features; use a classic "
                                      "method on it (hashbench list methods)")
             backbone = build(BACKBONES, mcfg["backbone"])
-            model = DeepHasher(backbone, bits, bypass=method.bypass)
+            model = DeepHasher.for_method(backbone, method)
             checkpoint = self.store.checkpoint_path(chash, bits, seed)  # resumes an interrupted run
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
             log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label,

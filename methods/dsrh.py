@@ -176,6 +176,7 @@ def released_lr_mult(bypass: bool) -> dict[str, float]:
 class DSRH(DeepMethod):
     """Deep Semantic Ranking Hashing (CVPR 2015): NDCG-weighted triplet ranking on graded relevance."""
 
+    family = "triplet"
     _parameter_constraints = {
         "margin": [Interval(float, 0, None), None], "alpha": [Interval(float, 0, None)],
         "weighting": [Options(*WEIGHTINGS)], "normalize": [Options(*NORMALIZATIONS)],

@@ -88,6 +88,8 @@ class DTSHLoss(HashLoss):
 class DTSH(DeepMethod):
     """Deep Supervised Hashing with Triplet Labels (ACCV 2016): triplet likelihood, margin K/2, linear codes."""
 
+    family = "triplet"
+
     def __init__(self, n_bits: int, *, margin: float | None = None, lam: float = 1.0, similarity: str = "binary",
                  reduction: str = "mean", relaxation: str = "identity", bypass: bool = False,
                  lr_mult: dict | None = None, head_lr_drop: float | None = None):

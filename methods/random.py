@@ -15,6 +15,7 @@ class RandomCodes(ClassicHasher):
     number of items encoded so far, so query and database codes are independent yet reproducible.
     """
 
+    family = "baseline"
     needs_features = False
 
     def fit(self, X, Y=None):

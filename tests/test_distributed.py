@@ -45,7 +45,7 @@ def _model(name: str = "dsrh", params: dict | None = None, plugin: str | None = 
         import_plugin(os.path.join(PLUGINS, plugin))
     torch.manual_seed(0)
     method = build(METHODS, dict(type=name, **(params or {})), n_bits=BITS)
-    model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_convnext")), BITS, bypass=method.bypass)
+    model = DeepHasher.for_method(build(BACKBONES, dict(type="timm", name="test_convnext")), method)
     return method, model
 
 

@@ -73,7 +73,7 @@ def _train(name, split, epochs=2):
     import_plugin(str(PLUGINS / FAMILIES[name]))
     torch.manual_seed(0)
     method = build(METHODS, dict(type=name), n_bits=8)
-    model = DeepHasher(build(BACKBONES, dict(type="timm", name="test_resnet")), 8, bypass=method.bypass)
+    model = DeepHasher.for_method(build(BACKBONES, dict(type="timm", name="test_resnet")), method)
     logs = train_deep(method, model, split, dict(epochs=epochs, batch_size=16, lr=1e-3), torch.device("cpu"), 0)
     return method, model, logs
 

@@ -90,7 +90,7 @@ def test_trains_a_few_steps_and_encodes(name, tiny):
     method = build(METHODS, dict(type=name, n_bits=N_BITS))
     torch.manual_seed(0)
     backbone = build(BACKBONES, dict(type="timm", name="test_resnet"))
-    model = DeepHasher(backbone, N_BITS, bypass=method.bypass)
+    model = DeepHasher.for_method(backbone, method)
     cfg = dict(epochs=1, batch_size=32, optimizer="adamw", lr=1e-3)
     logs = train_deep(method, model, tiny.get("train"), cfg, torch.device("cpu"), seed=0, label=name)
     assert len(logs) == 1 and all(np.isfinite(v) for v in logs[0].values())
