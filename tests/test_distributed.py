@@ -12,6 +12,7 @@ import os
 import socket
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -74,6 +75,27 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# Schedules of the methods below whose loss is summed over many tuples (large gradients): at lr 0.05 two
+# SGD steps diverge, and a diverging run amplifies float-order differences beyond any tolerance.
+TRAIN_OF = {"dtsh": {"lr": 1e-3}}
+
+
+def _every_other_method() -> list:
+    """One case per registered deep method class not named in the cases below (variants share
+    their class's case): each runs under two gloo processes with its defaults."""
+    from hashbench.method import DeepMethod, method_class
+    from hashbench.registry import METHODS, entries
+
+    found = entries(METHODS)
+    classes, cases = {method_class(found[n]) for n in ("dsrh", "dpsh")}, []
+    for name, entry in found.items():
+        cls = method_class(entry)
+        if issubclass(cls, DeepMethod) and cls not in classes and cls.__module__.startswith("hashbench.methods"):
+            classes.add(cls)
+            cases.append((name, {}, TRAIN_OF.get(name, {}), None))
+    return cases
+
+
 @pytest.mark.parametrize("name,params,train,plugin", [
     ("dsrh", {}, {}, None),  # in-batch triplets
     ("dpsh", {}, {}, None),  # pairs with a bank of the whole training set
@@ -87,6 +109,7 @@ def _free_port() -> int:
     ("plugin_tuples", {}, {"batch_size": 32}, "tuples_plugin.py"),
     ("plugin_centres", {}, {}, "centres_plugin.py"),
     ("plugin_asym", {}, {}, "asym_plugin.py"),
+    *_every_other_method(),
 ])
 def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name, params, train, plugin):
     from hashbench.checkpoint import load_checkpoint
@@ -111,6 +134,14 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name
 
     moved = max((single[k] - start[k]).abs().max().item() for k in single)
     assert moved > 1e-2  # training did something measurable
+    if method.code_norm == "batch":
+        # The codes' BatchNorm normalises each process's half of the batch: on CUDA the trainer makes
+        # it global (SyncBatchNorm); gloo has no such kernel, so here the processes must agree with
+        # each other (DDP keeps them in step) but not with one process on the whole batch.
+        for k, want in ranks[0]["state"].items():
+            torch.testing.assert_close(ranks[1]["state"][k], want, msg=f"parameter {k}")
+        assert all(np.isfinite(l["loss"]) for r in ranks for l in r["logs"])
+        return
     for k, want in single.items():
         for r in ranks:
             torch.testing.assert_close(r["state"][k], want, rtol=1e-4, atol=1e-5, msg=f"parameter {k}")
@@ -118,7 +149,7 @@ def test_two_gloo_processes_equal_one_process_on_the_global_batch(tmp_path, name
         for r in ranks:
             torch.testing.assert_close(r["method"][k], want, rtol=1e-4, atol=1e-5, msg=f"method state {k}")
     for r in ranks:  # every process logs the global batch's loss
-        assert [round(l["loss"], 3) for l in r["logs"]] == [round(l["loss"], 3) for l in logs]
+        assert [l["loss"] for l in r["logs"]] == pytest.approx([l["loss"] for l in logs], rel=1e-5, abs=1e-4)
     ckpt = load_checkpoint(tmp_path / "ddp.pt")  # written by rank 0 alone, with each rank's RNG state
     assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2
 
