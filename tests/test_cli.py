@@ -78,3 +78,24 @@ def test_help_lists_every_run_key():
     assert res.returncode == 0
     for key in list(RUN_WORDS.keys) + [f"{s}.KEY" for s in RUN_WORDS.sections]:
         assert f"  {key}" in res.stdout
+
+
+def test_list_methods_groups_every_method_once_under_its_family(capsys):
+    from hashbench.cli import main
+    from hashbench.method import FAMILIES, family
+    from hashbench.registry import METHODS, entries
+
+    assert main(["list", "methods"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    heads = [l[:-1] for l in lines if not l.startswith(" ")]
+    assert heads == [f for f in FAMILIES if any(family(e) == f for e in entries(METHODS).values())]
+    under, current = {}, None
+    for line in lines:
+        if line.startswith(" "):
+            name = line.split()[0]
+            assert name not in under
+            under[name] = current
+        else:
+            current = line[:-1]
+    assert under == {name: family(entry) for name, entry in entries(METHODS).items()}
+    assert under["dsrh"] == "triplet" and under["dpsh"] == "pairwise" and under["itq"] == "classic"
