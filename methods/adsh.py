@@ -99,7 +99,7 @@ from hashbench.losses import HashLoss, reduce, unit_similarity
 from hashbench.method import DeepMethod
 from hashbench.params import Flag, Interval, Options
 from hashbench.registry import LOSSES, METHODS
-from hashbench.sampling import BatchSource, Indexed
+from hashbench.sampling import BatchSource
 
 INITS = ("zeros", "random")
 DATABASE = ("learned", "network")

@@ -77,8 +77,6 @@ singularities need it).
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from hashbench.losses import HashLoss, not_self, reduce, relaxed_hamming

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hashbench.errors import HashbenchError
-from hashbench.methods.adsh import ADSHLoss, OmegaBatches, OmegaOrder
+from hashbench.methods.adsh import OmegaBatches, OmegaOrder
 from hashbench.registry import LOSSES, METHODS, build
 
 # 5 training items x 4 labels, multi-label; item pairs (0, 3), (1, 2), (1, 3), (1, 4) share nothing
