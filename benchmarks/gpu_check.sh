@@ -50,6 +50,13 @@ step run-torchrun-dpsh-released torchrun --standalone --nproc-per-node=1 -m hash
 step run-plugin-families hashbench run methods=plugin_bank,plugin_tuples,plugin_centres,plugin_asym \
     plugins=tests/plugins/bank_plugin.py,tests/plugins/tuples_plugin.py,tests/plugins/centres_plugin.py,tests/plugins/asym_plugin.py \
     bits=16 epochs=3 device=cuda "out=$LOG_DIR/run_plugins"
+# the modern catalogue on CUDA (a few epochs: the path, not scores): state on the device (centres,
+# codewords, learned database codes, discrete B/W updates), the codes' BatchNorm as SyncBatchNorm under
+# the launcher, histogram losses
+step run-catalogue hashbench run methods=dhn,dsdh,dch,adsh,idhn,dfh,greedyhash,csq,dpn,orthohash,mihash,talr \
+    bits=32 epochs=3 device=cuda "out=$LOG_DIR/run_catalogue"
+step run-torchrun-orthohash torchrun --standalone --nproc-per-node=1 -m hashbench.cli run methods=orthohash,adsh \
+    bits=32 epochs=3 device=cuda launcher=pytorch "out=$LOG_DIR/run_nccl_catalogue"
 step feature_cache python benchmarks/feature_cache.py --device cuda
 echo "gpu_check: $failed failed step(s); log in $LOG" | tee -a "$LOG"
 exit "$failed"
