@@ -27,8 +27,8 @@ from hashbench.params import Flag, Interval, Options, check_params
 
 N_BITS = [Interval(int, 1, 1024)]
 SEED = [Interval(int, 0, 2**32 - 1), None]
-# How a method learns from labels; ``hashbench list methods`` groups by it.
-FAMILIES = ("pairwise", "triplet", "pointwise", "listwise", "classic", "baseline")
+# What a method's loss compares; ``hashbench list methods`` groups by it ("other": a plugin that says nothing).
+FAMILIES = ("pairwise", "triplet", "pointwise", "listwise", "classic", "baseline", "other")
 
 
 # ---------------------------------------------------------------------------------- classic
@@ -220,7 +220,7 @@ class DeepMethod(nn.Module):
     """
 
     RELAXATIONS = ("sigmoid", "tanh", "identity")
-    family = "pairwise"
+    family = "other"
     code_norm: str | None = None
     _parameter_constraints: dict = {
         "n_bits": N_BITS, "loss": [dict, nn.Module], "relaxation": [Options(*RELAXATIONS)], "bypass": [Flag()],

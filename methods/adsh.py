@@ -288,6 +288,8 @@ class OmegaBatches(BatchSource):
 class ADSH(DeepMethod):
     """Asymmetric Deep Supervised Hashing (AAAI 2018): network hashes queries, database codes learned directly."""
 
+    family = "pairwise"
+
     _parameter_constraints = {
         "gamma": [Interval(float, 0, None)], "num_samples": [Interval(int, 1, None), None],
         "epochs_per_iteration": [Interval(int, 1, None)], "soft_constraint": [Flag()], "init": [Options(*INITS)],

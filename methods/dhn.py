@@ -132,6 +132,8 @@ class DHNLoss(HashLoss):
 class DHN(DeepMethod):
     """Deep Hashing Network (AAAI 2016): pairwise cross-entropy on tanh codes + log-cosh quantisation."""
 
+    family = "pairwise"
+
     def __init__(self, n_bits: int, *, alpha: float = 1.0, lam: float = 0.3, similarity: str = "binary",
                  self_pairs: bool = False, reduction: str = "mean", bypass: bool = False,
                  lr_mult: dict | None = None, head_lr_drop: float | None = None):

@@ -138,6 +138,8 @@ class TrainingSetBank(HashLoss):
 class DPSH(DeepMethod):
     """Deep Pairwise-Supervised Hashing (IJCAI 2016): pairwise likelihood + quantisation, linear codes."""
 
+    family = "pairwise"
+
     PAIRS = ("dataset", "batch")
     _parameter_constraints = {"eta": [Interval(float, 0, None)], "reduction": [Options("mean", "sum")],
                               "pairs": [Options(*PAIRS)]}

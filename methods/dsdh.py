@@ -255,6 +255,8 @@ class DSDHLoss(HashLoss):
 class DSDH(DeepMethod):
     """Deep Supervised Discrete Hashing (NeurIPS 2017): pairwise likelihood + classifier on discrete codes (DCC)."""
 
+    family = "pairwise"
+
     def __init__(self, n_bits: int, *, mu: float = 1.0, nu: float = 0.1, eta: float = 55.0, dcc_iter: int = 10,
                  update: str = "epoch", similarity: str = "binary", reduction: str = "mean",
                  relaxation: str = "identity", bypass: bool = False, lr_mult: dict | None = None,

@@ -77,6 +77,8 @@ class DSHLoss(HashLoss):
 class DSH(DeepMethod):
     """Deep Supervised Hashing (CVPR 2016): contrastive loss with margin 2K + L1 pull towards ±1."""
 
+    family = "pairwise"
+
     def __init__(self, n_bits: int, *, margin: float | None = None, alpha: float = 0.01,
                  similarity: str = "binary", reduction: str = "mean", relaxation: str = "identity",
                  bypass: bool = False, lr_mult: dict | None = None, head_lr_drop: float | None = None):

@@ -111,6 +111,8 @@ class HashNetLoss(HashLoss):
 class HashNet(DeepMethod):
     """HashNet (ICCV 2017): class-balanced pairwise cross-entropy on tanh(beta z), beta grown by continuation."""
 
+    family = "pairwise"
+
     def __init__(self, n_bits: int, *, alpha: float | None = None, similarity: str = "binary",
                  continuous: str = "cosine", reduction: str = "mean", gamma: float = 0.005, power: float = 0.5,
                  iterations: int = 10000, step_size: int = 200, init_scale: float = 1.0,
