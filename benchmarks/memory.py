@@ -105,6 +105,7 @@ def child_method(root: Path, name: str, bits: int, blas_threads: int) -> dict:
     from hashbench.config import RUN_WORDS, build_run_config, parse_words
     from hashbench.device import seed_everything
     from hashbench.registry import METHODS as REGISTRY, build
+    from hashbench.results import config_hash
     from hashbench.runner import Runner
     from hashbench.stored import score
 
@@ -131,7 +132,8 @@ def child_method(root: Path, name: str, bits: int, blas_threads: int) -> dict:
             times["encode"], rss["encode"] = time.perf_counter() - t, peak_rss_bytes()
         ev = mcfg["eval"]
         t = time.perf_counter()
-        scores, _, _ = score(q, d, labels["query"], labels["database"], ev, ev["metrics"])
+        scores, _, _, _ = score(q, d, labels["query"], labels["database"], ev, ev["metrics"], store=runner.store,
+                                run=(config_hash(mcfg), bits, 0))
         times["score"], rss["score"] = time.perf_counter() - t, peak_rss_bytes()
         runner.world.close()
     return dict(times=times, rss=rss, peak=peak_rss_bytes(), scores=scores)

@@ -1,4 +1,4 @@
-"""``hashbench`` command line: run, eval, table, plot, list, data."""
+"""``hashbench`` command line: run, eval, table, compare, plot, list, data."""
 from __future__ import annotations
 
 import argparse
@@ -59,7 +59,15 @@ def _table_help() -> str:
 
     return _keys_help(TABLE_WORDS, [
         "hashbench table out=sweep", "hashbench table out=sweep format=latex metrics=map,ndcg@100",
-        "hashbench table out=sweep format=csv > results.csv"])
+        "hashbench table out=sweep format=csv > results.csv", "hashbench table out=sweep ci=true"])
+
+
+def _compare_help() -> str:
+    from hashbench.config import COMPARE_WORDS
+
+    return _keys_help(COMPARE_WORDS, [
+        "hashbench compare out=sweep methods=dsrh,triplet metric=ndcg@100",
+        "hashbench compare out=sweep methods=dsrh,dpsh metric=map bits=32 resamples=10000"])
 
 
 def _plot_help() -> str:
@@ -110,6 +118,15 @@ def cmd_table(args) -> int:
 
     words = parse_words(args.words, TABLE_WORDS)
     sys.stdout.write(table(words))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from hashbench.config import COMPARE_WORDS, parse_words
+    from hashbench.stored import compare
+
+    words = parse_words(args.words, COMPARE_WORDS)
+    sys.stdout.write(compare(words))
     return 0
 
 
@@ -165,7 +182,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="A sweep: hashbench run out=sweep methods=dsrh,lsh seeds=0,1,2 (rerun to resume); then "
                "hashbench eval out=sweep metrics=p@10 (no retraining), hashbench table out=sweep format=latex, "
                "hashbench plot out=sweep. `hashbench COMMAND --help` lists each command's keys.")
-    sub = p.add_subparsers(dest="command", metavar="{run,eval,table,plot,list,data}")
+    sub = p.add_subparsers(dest="command", metavar="{run,eval,table,compare,plot,list,data}")
     raw = argparse.RawDescriptionHelpFormatter
     run = sub.add_parser("run", help="train/fit methods, evaluate by Hamming ranking, print tables",
                          description="Train or fit each method at each code length and seed, evaluate, "
@@ -186,10 +203,19 @@ def parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     tab = sub.add_parser("table", help="regenerate the paper-style tables from out/results.jsonl",
                          description="Print the tables of every stored run (methods x bits per metric, mean "
-                                     "± std over seeds, best in bold, conventions in a footer), one section "
-                                     "per dataset.", epilog=_table_help(), formatter_class=raw)
+                                     "± std over seeds or, ci=true, a bootstrap interval; in bold the best and "
+                                     "every method not significantly worse than it; conventions in a footer), "
+                                     "one section per dataset.", epilog=_table_help(), formatter_class=raw)
     tab.add_argument("words", nargs="*", metavar="key=value")
     tab.set_defaults(func=cmd_table)
+    cmp = sub.add_parser("compare", help="paired comparison of two methods on one metric: difference, interval, "
+                                         "p-value",
+                         description="A minus B on one metric at each code length, paired over the same seeds "
+                                     "and queries: the mean difference, its 95% two-stage bootstrap interval "
+                                     "and a two-sided bootstrap p-value.", epilog=_compare_help(),
+                         formatter_class=raw)
+    cmp.add_argument("words", nargs="*", metavar="key=value")
+    cmp.set_defaults(func=cmd_compare)
     plt = sub.add_parser("plot", help="write PNG figures: metrics vs code length, NDCG@k / P@k curves, "
                                       "precision-recall by Hamming radius (needs hashbench[plot])",
                          description="Draw the figures of the stored runs into OUT/figures/ (matplotlib: "

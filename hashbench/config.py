@@ -156,12 +156,33 @@ EVAL_WORDS = Words(
                       "eval.ap_denominator=min_r_k eval.tables=map,p@10"},
     lists=_LISTS | {"eval.metrics", "eval.tables"},
 )
+def _bootstrap() -> dict:
+    return {
+        "resamples": Field([Interval(int, 100, 1_000_000)], None, "bootstrap resamples for intervals and tests "
+                                                                  "(default 2000)"),
+        "bootstrap_seed": Field([Interval(int, 0, 2**32 - 1)], None, "seed of the bootstrap draws (default 0)"),
+    }
+
+
 TABLE_WORDS = Words(
     keys={
         "out": Field([str], None, "the output folder holding results.jsonl; default out"),
         "format": Field([Options("markdown", "latex", "csv")], None, "markdown (default), latex or csv"),
         "metrics": Field([ListOf(str, 1)], None, "metrics to tabulate (default: the runs' eval.tables)"),
         **_filters(),
+        "ci": Field([Flag()], None, "true: each cell is mean [lo, hi], a 95% two-stage bootstrap interval over "
+                                    "seeds and queries (csv: lo, hi columns); default false: mean ± std"),
+        **_bootstrap(),
+    },
+    lists=_LISTS,
+)
+COMPARE_WORDS = Words(
+    keys={
+        "out": Field([str], None, "the output folder holding results.jsonl; default out"),
+        "methods": Field([ListOf(str, 1)], None, "the two methods to compare, A,B (the difference is A minus B)"),
+        "metric": Field([str], None, "the metric compared, e.g. ndcg@100 (default map)"),
+        **{k: v for k, v in _filters().items() if k != "methods"},
+        **_bootstrap(),
     },
     lists=_LISTS,
 )

@@ -6,6 +6,8 @@ Layout of ``out/``::
     codes/<config_hash>-<bits>-<seed>.npz     packed query/database codes and their labels
     codes/<config_hash>-<bits>-<seed>.json    its manifest (written last: its presence marks the codes complete)
     checkpoints/<config_hash>-<bits>-<seed>.pt  training state of a run in progress (deleted once recorded)
+    scores/<config_hash>-<bits>-<seed>-<sha16>.npz  a record's per-query scores (named by their content's
+                                          sha256, which the record holds: intervals and paired tests read them)
     .lock                                 held by the one process that runs or re-scores into the folder
 
 A run is identified by ``(method, dataset, bits, seed, config_hash)``. ``config_hash`` is the
@@ -237,7 +239,11 @@ def latest(records: Iterable[dict]) -> list[dict]:
         prev = groups.get(key)
         same_data = prev is None or data_of(prev) is None or data_of(rec) is None or data_of(prev) == data_of(rec)
         before = prev["metrics"] if prev is not None and same_data else {}
-        groups[key] = {**rec, "metrics": {**before, **rec["metrics"]}}
+        refs = prev.get("_per_query", {}) if prev is not None and same_data else {}
+        # which file holds each merged metric's per-query scores (none for a record without them)
+        mine = {m: rec["per_query"] for m in rec["metrics"]} if isinstance(rec.get("per_query"), dict) else {}
+        refs = {**{m: r for m, r in refs.items() if m not in rec["metrics"]}, **mine}
+        groups[key] = {**rec, "metrics": {**before, **rec["metrics"]}, "_per_query": refs}
     return list(groups.values())
 
 
@@ -273,6 +279,7 @@ class ResultStore:
         self.path = self.out / RESULTS
         self.codes_dir = self.out / "codes"
         self.checkpoint_dir = self.out / "checkpoints"
+        self.scores_dir = self.out / "scores"
 
     @contextmanager
     def lock(self):
@@ -418,6 +425,44 @@ class ResultStore:
                 raise DamagedCodes(f"{path}: {k} has shape {list(out[k].shape)}, the manifest says "
                                    f"{manifest['shapes'].get(k)}")
         return out
+
+
+    # per-query scores -------------------------------------------------------------------------
+    def save_scores(self, chash: str, bits: int, seed: int, per_query: dict, kept) -> dict:
+        """Write one scoring's per-query values (``per_query``: metric -> (nq,) array; ``kept``: the
+        queries its means are over) and return the reference a record stores: ``{"file", "sha256"}``.
+        The file is named by its content, so a later scoring never overwrites what a record points to."""
+        names = list(per_query)
+        values = np.stack([np.asarray(per_query[m], dtype=np.float64) for m in names], axis=1)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, metrics=np.array(names, dtype=str), values=values,
+                            kept=np.asarray(kept, dtype=bool))
+        data = buf.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        path = self.scores_dir / f"{self._stem(chash, bits, seed)}-{digest[:16]}.npz"
+        if not path.exists():
+            atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+        return {"file": f"scores/{path.name}", "sha256": digest}
+
+    def load_scores(self, ref: dict) -> dict[str, np.ndarray]:
+        """metric -> the per-query scores of the queries in the means, from a record's reference;
+        :class:`DamagedCodes` when the file is missing, damaged or not the one the record names."""
+        name = str((ref or {}).get("file", ""))
+        if not re.fullmatch(r"scores/[0-9a-f]{64}-\d+-\d+-[0-9a-f]{16}\.npz", name):
+            raise DamagedCodes(f"per-query scores reference {name!r} does not name a file under {self.scores_dir}")
+        path = self.out / name
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise DamagedCodes(f"{path} cannot be read: {e.strerror or e}") from None
+        if hashlib.sha256(data).hexdigest() != ref.get("sha256"):
+            raise DamagedCodes(f"{path} does not have the sha256 its record holds (damaged or replaced): refused")
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                names, values, kept = list(z["metrics"]), z["values"], z["kept"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+            raise DamagedCodes(f"{path} cannot be read as per-query scores ({type(e).__name__})") from None
+        return {str(m): values[kept, i] for i, m in enumerate(names)}
 
 
 class DamagedCodes(HashbenchError):

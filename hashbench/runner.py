@@ -248,7 +248,9 @@ class Runner:
         return lines
 
     def tables(self, records: list[dict], fmt: str = "markdown") -> str:
-        return render(records, self.cfg["eval"]["tables"], fmt=fmt)
+        from hashbench.stored import stats_of
+
+        return render(records, self.cfg["eval"]["tables"], fmt=fmt, stats=stats_of(self.store))
 
     # ------------------------------------------------------------------------------------------
     def run_one(self, name: str, mcfg: dict, bits: int, seed: int) -> dict:
@@ -298,19 +300,21 @@ class Runner:
                     run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
         self.store.save_codes(base, q, d, ql, dl)  # before scoring: an interrupted evaluation costs no training
         ev = mcfg["eval"]
-        scores, info, eval_s = score(q, d, ql, dl, ev, ev["metrics"], label)
-        return dict(base, metrics=scores, eval=eval_settings(ev), eval_seconds=eval_s, eval_info=info)
+        scores, info, eval_s, ref = score(q, d, ql, dl, ev, ev["metrics"], label, store=self.store,
+                                          run=(chash, bits, seed))
+        return dict(base, metrics=scores, eval=eval_settings(ev), eval_seconds=eval_s, eval_info=info, per_query=ref)
 
     def rescore(self, job: Job) -> dict:
         """The record of a run whose codes are saved, scored under the job's evaluation settings."""
         codes = self.store.load_codes(job.chash, job.bits, job.seed)
         manifest = self.store.load_manifest(job.chash, job.bits, job.seed)
         ev = job.mcfg["eval"]
-        scores, info, eval_s = score(codes["query"], codes["database"], codes["query_labels"],
-                                      codes["database_labels"], ev, ev["metrics"], job.label)
+        scores, info, eval_s, ref = score(codes["query"], codes["database"], codes["query_labels"],
+                                          codes["database_labels"], ev, ev["metrics"], job.label, store=self.store,
+                                          run=(job.chash, job.bits, job.seed))
         base = {**manifest, "method": job.name, "dataset": job.dataset}
         return rescored(base, {k: ev[k] for k in CONVENTION_KEYS}, list(ev["metrics"]), scores, info, eval_s,
-                         self.run_id)
+                         self.run_id, ref)
 
     def features(self, mcfg: dict, seed: int) -> dict[str, np.ndarray]:
         """Features for classic methods: the dataset's own, or the frozen backbone's (once per run)."""

@@ -19,7 +19,8 @@ from hashbench.progress import Progress, SweepProgress
 from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, conventions_of,
                                data_of, eval_settings, latest, run_key)
 from hashbench.settings import EVAL
-from hashbench.tables import render
+from hashbench.tables import Stats, render
+from hashbench.uncertainty import LEVEL, RESAMPLES, interval, p_value, point, replicates, rng_for, scheme
 
 
 def versions() -> dict[str, str]:
@@ -48,14 +49,17 @@ def shown(record: dict, metrics: list[str]) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in record["metrics"].items() if k in metrics)
 
 
-def score(q, d, ql, dl, ev: dict, metrics: list[str], label: str = ""):
+def score(q, d, ql, dl, ev: dict, metrics: list[str], label: str = "", *, store: ResultStore, run: tuple):
+    """(metrics, eval info, seconds, per-query reference): the run ``run`` = (config hash, bits, seed)
+    scored, its per-query scores written to ``store`` (what intervals and paired tests read)."""
     t1 = time.perf_counter()
     lines = Progress(f"{label} scoring".strip())  # silent unless the evaluation takes a while
     scores, info = evaluate(q, d, ql, dl, metrics=metrics, ties=ev["ties"], ap_denominator=ev["ap_denominator"],
                             no_relevant=ev["no_relevant"], details=True,
                             progress=lambda done, total: lines.step(done, total, "queries"))
     eval_info = {k: v for k, v in info.items() if isinstance(v, (int, float, str))}
-    return {k: float(v) for k, v in scores.items()}, eval_info, time.perf_counter() - t1
+    ref = store.save_scores(*run, info["per_query"], info["kept"])
+    return {k: float(v) for k, v in scores.items()}, eval_info, time.perf_counter() - t1, ref
 
 
 # the fields a re-scored record keeps from the record (or codes manifest) of the training run
@@ -63,16 +67,120 @@ RECORD_FIELDS = ("method", "dataset", "bits", "seed", "config_hash", "codes", "t
                  "config", "data", "versions", "git_commit", "run_id")
 
 
-def rescored(base: dict, ev: dict, metrics: list[str], scores: dict, info: dict, eval_s: float, run_id: str) -> dict:
+def rescored(base: dict, ev: dict, metrics: list[str], scores: dict, info: dict, eval_s: float, run_id: str,
+             per_query: dict) -> dict:
     """A new record for saved codes scored again: ``base`` (a record or a codes manifest) with new
     metrics and evaluation settings."""
     rec = {k: base[k] for k in RECORD_FIELDS if k in base}
     settings = eval_settings({**ev, "metrics": metrics})
     rec["config"] = {**rec.get("config", {}), "eval": {**rec.get("config", {}).get("eval", {}), **ev}}
-    rec.update(metrics=scores, eval=settings, eval_seconds=eval_s, eval_info=info, versions=versions(),
+    rec.update(metrics=scores, eval=settings, eval_seconds=eval_s, eval_info=info, per_query=per_query,
+               versions=versions(),
                git_commit=git_commit(), run_id=run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
                reevaluated_from=base.get("reevaluated_from") or base.get("run_id"))
     return rec
+
+
+def per_query_of(store: ResultStore):
+    """``(merged record, metric) -> per-query scores`` (``None`` for a record scored before they were
+    kept), read from ``store`` once per file. Refuses scores whose mean is not the record's value: a
+    table never resamples numbers other than the ones it shows."""
+    cache: dict[str, dict] = {}
+
+    def load(record: dict, metric: str):
+        if "_per_query" in record:  # merged by results.latest
+            ref = record["_per_query"].get(metric)
+        else:  # a record as written
+            ref = record.get("per_query") if isinstance(record.get("per_query"), dict) else None
+        if ref is None:
+            return None
+        key = str(ref.get("file"))
+        if key not in cache:
+            cache[key] = store.load_scores(ref)
+        values = cache[key].get(metric)
+        stated = record["metrics"][metric]
+        if values is None or not len(values) or not np.isclose(values.mean(), stated, rtol=1e-9, atol=1e-12):
+            raise DamagedCodes(f"{store.out / key} does not hold the {metric} scores of {record['method']} "
+                               f"{record['bits']} bits seed {record['seed']} (mean {stated!r} recorded): refused")
+        return values
+
+    return load
+
+
+def stats_of(store: ResultStore, words: dict | None = None) -> Stats:
+    words = words or {}
+    return Stats(per_query_of(store), ci=bool(words.get("ci")), resamples=words.get("resamples") or RESAMPLES,
+                 seed=words.get("bootstrap_seed") or 0)
+
+
+def compare(words: dict) -> str:
+    """``hashbench compare``: A minus B on one metric, per dataset and code length, with a paired
+    two-stage bootstrap interval and p-value over the seeds both have and the same queries."""
+    from hashbench.errors import suggest
+    from hashbench.tables import label_variants, sections
+
+    names = words.get("methods") or []
+    if len(names) != 2 or names[0] == names[1]:
+        raise HashbenchError(f"compare needs two different methods, methods=A,B; got {','.join(names) or 'none'}")
+    metric = words.get("metric") or "map"
+    parse_metric(metric)
+    store, records = load_results(words.get("out", "out"))
+    merged = select(latest(records), {k: v for k, v in words.items() if k in ("methods", "dataset", "bits", "seeds")})
+    if not any(metric in r["metrics"] for r in merged):
+        stored = list(dict.fromkeys(m for r in merged for m in r["metrics"]))
+        raise HashbenchError(f"no stored result of {' or '.join(names)} has metric {metric!r}; stored: "
+                             f"{', '.join(suggest(metric, stored))} (hashbench eval out=DIR metrics=... adds metrics)")
+    stats = stats_of(store, words)
+    a, b = names
+    lines = []
+    for dataset, conv, recs in sections(merged):
+        label_variants(recs)
+        for name in names:
+            rows = {r["_row"] for r in recs if r["method"] == name}
+            if len(rows) > 1:
+                raise HashbenchError(f"{name} has runs under {len(rows)} configs in {dataset} ({', '.join(sorted(rows))}); "
+                                     "compare one: keep its runs alone in an out= folder")
+        lines.append(f"{dataset}: {a} minus {b}, {metric} (ties={conv[0]}, ap_denominator={conv[1]}, "
+                     f"no_relevant={conv[2]})")
+        table_rows = []
+        for bits in sorted({r["bits"] for r in recs}):
+            by = {}
+            for name in names:
+                rs = [r for r in recs if r["method"] == name and r["bits"] == bits and metric in r["metrics"]]
+                by[name] = {int(r["seed"]): r for r in rs}
+            common = tuple(sorted(set(by[a]) & set(by[b])))
+            if not common:
+                continue
+            if data_of(by[a][common[0]]) != data_of(by[b][common[0]]):
+                raise HashbenchError(f"{a} and {b} at {bits} bits were scored on different data; they cannot be paired")
+            x = []
+            for s in common:
+                va, vb = (stats.per_query(by[n][s], metric) for n in names)
+                for n, v in ((a, va), (b, vb)):
+                    if v is None:
+                        raise HashbenchError(f"no per-query scores stored for {n} {bits} bits seed {s} ({metric}; a "
+                                             "run scored before hashbench kept them): `hashbench eval out=DIR "
+                                             "force=true` scores its saved codes again and keeps them")
+                if len(va) != len(vb):
+                    raise HashbenchError(f"{a} and {b} at {bits} bits seed {s} cover different queries")
+                x.append(np.stack([va, vb], axis=1))
+            reps = replicates(x, stats.resamples, rng_for(stats.seed, dataset, metric, bits, common))
+            diff = reps[:, 0] - reps[:, 1]
+            lo, hi = interval(diff[:, None])
+            pa, pb = point(x)
+            table_rows.append([bits, f"{pa:.4f}", f"{pb:.4f}", f"{pa - pb:+.4f}", f"[{lo[0]:+.4f}, {hi[0]:+.4f}]",
+                               f"{float(p_value(diff)):.4f}", len(common), len(x[0])])
+        if not table_rows:
+            lines.append(f"  no code length has runs of both {a} and {b} with a common seed")
+            continue
+        from tabulate import tabulate
+
+        lines.append(tabulate(table_rows, headers=["bits", a, b, "difference", f"{LEVEL:.0%} interval", "p", "seeds",
+                                                   "queries"], tablefmt="simple", disable_numparse=True))
+    lines.append(f"Paired over the same seeds and queries: {scheme(stats.resamples, stats.seed)}; p: two-sided, the "
+                 "share of difference replicates on the far side of 0, doubled (not corrected for several code "
+                 "lengths).")
+    return "\n".join(lines) + "\n"
 
 
 def select(records: list[dict], words: dict) -> list[dict]:
@@ -111,13 +219,13 @@ def load_results(out: str | Path, *, writes: bool = False) -> tuple[ResultStore,
 
 def table(words: dict) -> str:
     """``hashbench table``: the report of every stored run (latest per run and conventions)."""
-    _, records = load_results(words.get("out", "out"))
+    store, records = load_results(words.get("out", "out"))
     merged = select(latest(records), words)
     if "metrics" in words:
         from hashbench.tables import check_metrics
 
         check_metrics(merged, words["metrics"])
-    return render(merged, words.get("metrics"), fmt=words.get("format", "markdown"))
+    return render(merged, words.get("metrics"), fmt=words.get("format", "markdown"), stats=stats_of(store, words))
 
 
 def evaluate_stored(words: dict, stream=None) -> list[dict]:
@@ -190,13 +298,14 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
             refused.append(f"{label}: {e}")
             say(f"  {label} ({base['dataset']}): refused: {e}")
             continue
-        scores, info, eval_s = score(codes["query"], codes["database"], codes["query_labels"],
-                                      codes["database_labels"], ev, missing, label)
+        scores, info, eval_s, ref = score(codes["query"], codes["database"], codes["query_labels"],
+                                           codes["database_labels"], ev, missing, label, store=store,
+                                           run=(base["config_hash"], base["bits"], base["seed"]))
         if newer:  # the new record describes those codes, not the older record
             manifest = store.load_manifest(base["config_hash"], base["bits"], base["seed"])
             base = {**{k: v for k, v in base.items() if k != "reevaluated_from"},
                     **{k: v for k, v in manifest.items() if k in RECORD_FIELDS}}
-        rec = rescored(base, ev, missing, scores, info, eval_s, run_id)
+        rec = rescored(base, ev, missing, scores, info, eval_s, run_id, ref)
         store.append(rec)
         shown_keys.append(key + tuple(str(ev[k]) for k in CONVENTION_KEYS))
         progress.finish((base["method"], "rescore"), time.perf_counter() - t)
@@ -213,7 +322,7 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         merged = {run_key(r) + conventions_of(r): r for r in latest(store.records())}
         recs = [merged[k] for k in shown_keys]
         metrics = overrides.get("tables") or overrides.get("metrics")
-        say("\n" + render(recs, metrics))
+        say("\n" + render(recs, metrics, stats=stats_of(store)))
     if refused:
         raise HashbenchError(f"{len(refused)} stored run{'s' if len(refused) > 1 else ''} left out, saved codes "
                              f"refused (the others are scored and recorded): {refused[0]}"

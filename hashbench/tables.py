@@ -2,7 +2,10 @@
 
 :func:`render` turns result records (see :mod:`hashbench.results`) into the full report: one
 section per dataset (and per set of evaluation conventions, if the records mix them), one table
-per metric, the best mean of each column in bold, and a footer stating the conventions and seeds.
+per metric and a footer stating the conventions and seeds. Bold marks the best mean of each column
+and, where the runs' per-query scores are stored, every method not significantly worse than it
+(:func:`column_stats`: paired two-stage bootstrap, Holm-corrected over the column); ``ci=True``
+shows each cell's bootstrap interval, ``mean [lo, hi]``, instead of ``mean ± std``.
 ``hashbench run`` prints it for the records of its sweep; ``hashbench table`` for a whole ``out=``
 folder. Formats: ``markdown`` (GitHub tables), ``latex`` (``tabular`` fragments), ``csv`` (one
 tidy row per dataset × method × bits × metric, unrounded).
@@ -17,6 +20,7 @@ from collections import defaultdict
 import numpy as np
 from tabulate import tabulate
 
+from hashbench import uncertainty
 from hashbench.errors import HashbenchError, suggest
 from hashbench.results import data_of
 
@@ -101,14 +105,117 @@ def no_relevant_note(records: list[dict]) -> str:
     return "; ".join(parts)
 
 
-def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str:
-    """One table: rows = methods (in first-seen order), columns = bits; best per column in bold;
-    ``†`` after a mean over runs made on different data."""
+class Stats:
+    """Bootstrap settings of a report and what its columns found: per (metric, bits) the bold rows
+    (``None``: no per-query scores, best mean only) and per (metric, row, bits) an interval."""
+
+    def __init__(self, per_query, ci: bool = False, resamples: int = uncertainty.RESAMPLES,
+                 seed: int = uncertainty.SEED):
+        self.per_query, self.ci, self.resamples, self.seed = per_query, ci, resamples, seed
+        self.fallback: set[tuple[str, int]] = set()
+
+    def column(self, records: list[dict], metric: str, bits: int) -> tuple[set | None, dict]:
+        return column_stats(records, metric, bits, self)
+
+
+def _scores_by_seed(records: list[dict], metric: str, stats: Stats) -> dict[int, np.ndarray] | None:
+    out = {}
+    for r in records:
+        values = stats.per_query(r, metric)
+        if values is None:
+            return None
+        out[int(r["seed"])] = values
+    return out
+
+
+def column_stats(records: list[dict], metric: str, bits: int, stats: Stats) -> tuple[set | None, dict]:
+    """(bold rows, row -> (lo, hi)) of one column from the runs' per-query scores.
+
+    Bold: the best mean and every row whose paired test against it (the two rows' replicates on
+    the seeds both have, the same draws for both) is not rejected by Holm's procedure over the
+    column at :data:`hashbench.uncertainty.ALPHA`; ``None`` when a run of the column has no stored
+    per-query scores or the column mixes data (queries cannot be paired).
+    """
+    recs = [r for r in records if r["bits"] == bits and metric in r["metrics"]]
+    rows = list(dict.fromkeys(row_label(r) for r in recs))
+    by_row = {row: _scores_by_seed([r for r in recs if row_label(r) == row], metric, stats) for row in rows}
+    if any(v is None for v in by_row.values()) or len({data_of(r) for r in recs}) > 1:
+        if stats.ci:
+            missing = next(r for r in recs if by_row[row_label(r)] is None) if any(
+                v is None for v in by_row.values()) else None
+            if missing is not None:
+                raise HashbenchError(f"no per-query scores stored for {row_label(missing)} {bits} bits seed "
+                                     f"{missing['seed']} ({metric}; a run scored before hashbench kept them): "
+                                     "`hashbench eval out=DIR force=true` scores its saved codes again and keeps them")
+        stats.fallback.add((metric, bits))
+        return None, {}
+    dataset = recs[0]["dataset"]
+
+    def reps(names: list[str], seeds: tuple) -> np.ndarray:
+        for s in seeds:
+            if len({len(by_row[n][s]) for n in names}) > 1:
+                raise HashbenchError(f"{metric} at {bits} bits seed {s}: the methods' per-query scores cover "
+                                     "different numbers of queries; they cannot be paired")
+        x = [np.stack([by_row[n][s] for n in names], axis=1) for s in seeds]
+        return uncertainty.replicates(x, stats.resamples, uncertainty.rng_for(stats.seed, dataset, metric, bits,
+                                                                              seeds))
+
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for row in rows:
+        groups[tuple(sorted(by_row[row]))].append(row)
+    replicate_of: dict[str, np.ndarray] = {}
+    for seeds, names in groups.items():
+        r = reps(names, seeds)
+        replicate_of.update({n: r[:, i] for i, n in enumerate(names)})
+    intervals = {}
+    for row in rows:
+        lo, hi = uncertainty.interval(replicate_of[row][:, None])
+        intervals[row] = (float(lo[0]), float(hi[0]))
+    means = {row: float(np.mean([r["metrics"][metric] for r in recs if row_label(r) == row])) for row in rows}
+    best = max(rows, key=lambda row: means[row])
+    others, pvalues = [], []
+    for row in rows:
+        if row == best:
+            continue
+        common = tuple(sorted(set(by_row[row]) & set(by_row[best])))
+        if not common:
+            continue  # nothing to pair: not shown as tied with the best
+        if set(by_row[row]) == set(by_row[best]):
+            diff = replicate_of[best] - replicate_of[row]
+        else:
+            r = reps([best, row], common)
+            diff = r[:, 0] - r[:, 1]
+        others.append(row)
+        pvalues.append(float(uncertainty.p_value(diff)))
+    rejected = uncertainty.holm(pvalues)
+    return {best} | {row for row, rej in zip(others, rejected) if not rej}, intervals
+
+
+def bold_rule(stats: Stats | None, metrics: list[str]) -> str:
+    """The footer sentence saying what bold means (and the interval scheme when shown)."""
+    if stats is None:
+        return "Bold: the best mean of each column"
+    text = (f"Bold: the best mean of each column and every method not significantly worse than it (paired "
+            f"two-stage bootstrap test, two-sided, Holm-corrected over the column at {uncertainty.ALPHA}; "
+            f"{stats.resamples} resamples, bootstrap seed {stats.seed})")
+    fell = sorted({f"{m} {b} bits" for m, b in stats.fallback if m in metrics})
+    if fell:
+        text += (f"; best mean only where per-query scores are missing or the data differ ({', '.join(fell[:4])}"
+                 + (" …" if len(fell) > 4 else "") + "; `hashbench eval out=DIR force=true` stores them)")
+    if stats.ci:
+        text += ". " + uncertainty.scheme(stats.resamples, stats.seed) + ": mean [lo, hi]"
+    return text
+
+
+def metric_table(records: list[dict], metric: str, fmt: str = "markdown", stats: Stats | None = None) -> str:
+    """One table: rows = methods (in first-seen order), columns = bits; bold by :func:`column_stats`
+    (the best mean only without ``stats``); ``†`` after a mean over runs made on different data."""
     cells = aggregate(records, metric)
     mixed = mixed_cells(records, metric)
     rows_order = list(dict.fromkeys(row_label(r) for r in records))
     bits = sorted({b for (_, b) in cells})
     best = _best(cells, bits)
+    columns = {b: stats.column(records, metric, b) if stats else (None, {}) for b in bits}
     bold = ("\\textbf{", "}") if fmt == "latex" else ("**", "**")
     rows = []
     for m in rows_order:
@@ -118,10 +225,15 @@ def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str
             if not v:
                 row.append("")
                 continue
-            text = f"{np.mean(v):.4f}" + (f" ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else "")
+            chosen, intervals = columns[b]
+            if stats is not None and stats.ci and m in intervals:
+                text = f"{np.mean(v):.4f} [{intervals[m][0]:.4f}, {intervals[m][1]:.4f}]"
+            else:
+                text = f"{np.mean(v):.4f}" + (f" ± {np.std(v, ddof=1):.4f}" if len(v) > 1 else "")
             if fmt == "latex":
                 text = text.replace("±", "$\\pm$")
-            if len(rows_order) > 1 and np.isclose(np.mean(v), best[b]):
+            marked = m in chosen if chosen is not None else np.isclose(np.mean(v), best[b])
+            if len(rows_order) > 1 and marked:
                 text = f"{bold[0]}{text}{bold[1]}"
             if (m, b) in mixed:
                 text += " \\dag{}" if fmt == "latex" else " †"
@@ -132,15 +244,18 @@ def metric_table(records: list[dict], metric: str, fmt: str = "markdown") -> str
                     disable_numparse=True)
 
 
-def report(records: list[dict], metrics: list[str], *, title: str, footer: str, fmt: str = "markdown") -> str:
+def report(records: list[dict], metrics: list[str], *, title: str, footer: str, fmt: str = "markdown",
+           stats: Stats | None = None) -> str:
     """Every metric's table, with a title and the conventions footer (one section)."""
     seeds = sorted({r["seed"] for r in records})
-    foot = f"{footer.rstrip('.')}. Seeds: {', '.join(map(str, seeds))} (mean ± sample std when > 1)."
+    tables = [metric_table(records, m, fmt, stats) for m in metrics]
+    spread = "" if stats is not None and stats.ci else " (mean ± sample std when > 1)"
+    foot = f"{footer.rstrip('.')}. Seeds: {', '.join(map(str, seeds))}{spread}. {bold_rule(stats, metrics)}."
     if fmt == "latex":
-        parts = [f"% {title}"] + [metric_table(records, m, fmt) for m in metrics] + [latex_escape(foot)]
+        parts = [f"% {title}"] + tables + [latex_escape(foot)]
     else:
         parts = [f"## {title}" if fmt == "markdown" else title]
-        parts += [metric_table(records, m, fmt) for m in metrics] + [foot]
+        parts += tables + [foot]
     return "\n\n".join(parts) + "\n"
 
 
@@ -236,9 +351,12 @@ def check_metrics(records: list[dict], metrics: list[str]) -> None:
                                  "(hashbench eval out=DIR metrics=... adds metrics from saved codes)")
 
 
-def render(records: list[dict], metrics: list[str] | None = None, fmt: str = "markdown") -> str:
+def render(records: list[dict], metrics: list[str] | None = None, fmt: str = "markdown",
+           stats: Stats | None = None) -> str:
     """The report of merged records (:func:`hashbench.results.latest`): one section per dataset
-    (and evaluation conventions), one table per metric, conventions and seeds in each footer."""
+    (and evaluation conventions), one table per metric, conventions and seeds in each footer.
+    ``stats`` (per-query scores and bootstrap settings) decides bold by significance and adds
+    intervals; without it bold marks the best mean."""
     from hashbench.metrics import conventions
 
     if fmt not in TABLE_FORMATS:
@@ -247,7 +365,7 @@ def render(records: list[dict], metrics: list[str] | None = None, fmt: str = "ma
     chosen = list(metrics) if metrics else None
     metrics = chosen or table_metrics(records)
     if fmt == "csv":
-        return _csv(records, metrics)
+        return _csv(records, metrics, stats)
     groups = sections(records)
     parts = []
     for (dataset, conv, recs), tag in zip(groups, section_tags(groups)):
@@ -260,21 +378,22 @@ def render(records: list[dict], metrics: list[str] | None = None, fmt: str = "ma
             if note:
                 footer = footer.rstrip(".") + ". Note: " + note
         shown = metrics if chosen else present(recs, metrics)
-        parts.append(report(recs, shown, title=title, footer=footer, fmt=fmt))
+        parts.append(report(recs, shown, title=title, footer=footer, fmt=fmt, stats=stats))
     return "\n".join(parts)
 
 
-def _csv(records: list[dict], metrics: list[str]) -> str:
+def _csv(records: list[dict], metrics: list[str], stats: Stats | None = None) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["dataset", "method", "config_hash", "bits", "metric", "mean", "std", "n_seeds", "seeds", "best",
-                "ties", "ap_denominator", "no_relevant", "data_sha256"])
+                "ties", "ap_denominator", "no_relevant", "data_sha256", "lo", "hi"])
     for dataset, conv, recs in sections(records):
         label_variants(recs)
         for metric in metrics:
             cells = aggregate(recs, metric)
             bits = sorted({b for (_, b) in cells})
             best = _best(cells, bits)
+            columns = {b: stats.column(recs, metric, b) if stats else (None, {}) for b in bits}
             rows = list(dict.fromkeys(row_label(r) for r in recs))
             for row in rows:
                 first = next(r for r in recs if row_label(r) == row)
@@ -284,9 +403,13 @@ def _csv(records: list[dict], metrics: list[str]) -> str:
                         continue
                     seeds = sorted(r["seed"] for r in recs if row_label(r) == row and r["bits"] == b
                                    and metric in r["metrics"])
+                    chosen, intervals = columns[b]
+                    marked = row in chosen if chosen is not None else bool(np.isclose(np.mean(v), best[b]))
+                    lo, hi = intervals.get(row, ("", "")) if stats is not None and stats.ci else ("", "")
                     w.writerow([dataset, first["method"], first.get("config_hash") or "", b, metric,
                                 repr(float(np.mean(v))), repr(float(np.std(v, ddof=1))) if len(v) > 1 else "",
-                                len(v), " ".join(map(str, seeds)), bool(np.isclose(np.mean(v), best[b])), *conv,
+                                len(v), " ".join(map(str, seeds)), marked, *conv,
                                 " ".join(sorted({data_of(r) for r in recs if row_label(r) == row and r["bits"] == b
-                                                 and metric in r["metrics"] and data_of(r)}))])
+                                                 and metric in r["metrics"] and data_of(r)})),
+                                repr(lo) if lo != "" else "", repr(hi) if hi != "" else ""])
     return buf.getvalue()

@@ -481,7 +481,7 @@ def _reduce(per_query, n_rel, no_relevant):
         values = np.where(missing, 0.0, values)
         per_query[spec] = values
         means[spec] = float(values[keep].mean()) if keep.any() else float("nan")
-    return means, int(missing.sum()), int(keep.sum())
+    return means, int(missing.sum()), keep
 
 
 def _plugin_scores(fn, spec: Metric, query_codes, db_codes, query_labels, db_labels, nq: int) -> np.ndarray:
@@ -530,7 +530,8 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
     details : bool
         Also return an ``info`` dict: ``n_queries``, ``queries_without_relevant``,
         ``n_evaluated``, ``ties``, ``ap_denominator``, ``no_relevant``, ``graded``, ``binary``,
-        ``conventions``, ``backend``, ``per_query`` (name -> (nq,) array) and more.
+        ``conventions``, ``backend``, ``per_query`` (name -> (nq,) array), ``kept`` (the (nq,)
+        mask of queries in the means) and more.
     progress : callable or None
         Called as ``progress(done, total)`` with the queries scored so far after each chunk (for a
         progress line; :class:`hashbench.train.Progress` ``.step`` fits).
@@ -564,7 +565,7 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
         if spec.family in plugins:
             per_query[spec] = _plugin_scores(plugins[spec.family], spec, query_codes, db_codes, query_labels,
                                              db_labels, problem.n_queries)
-    means, n_missing, n_kept = _reduce(per_query, n_rel, no_relevant)
+    means, n_missing, kept = _reduce(per_query, n_rel, no_relevant)
     scores = {name: means[parsed[name]] for name in names}
     if not details:
         return scores
@@ -573,7 +574,7 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
         "n_database": problem.n_db,
         "bits": problem.bits,
         "queries_without_relevant": n_missing,
-        "n_evaluated": n_kept,
+        "n_evaluated": int(kept.sum()),
         "ties": str(ties_),
         "ap_denominator": ap_denominator,
         "no_relevant": no_relevant,
@@ -582,6 +583,7 @@ def evaluate(query_codes, db_codes, query_labels, db_labels, metrics=DEFAULT_MET
         "conventions": conventions(ties_, ap_denominator, no_relevant, problem.graded_name,
                                    problem.binary_name),
         "per_query": {name: per_query[parsed[name]] for name in names},
+        "kept": kept,
         **extra,
     }
     return scores, info
