@@ -216,9 +216,12 @@ class Runner:
             return records
         merged = self.store.done()
         listed = [merged[j.key + j.conventions] for j in jobs]
-        text = self.tables(listed)
+        from hashbench.stored import stats_of
+
+        stats = stats_of(self.store)  # one bootstrap per column for both formats
+        text = self.tables(listed, stats=stats)
         (self.out / f"tables-{self.run_id}.md").write_text(text)
-        (self.out / f"tables-{self.run_id}.tex").write_text(self.tables(listed, fmt="latex"))
+        (self.out / f"tables-{self.run_id}.tex").write_text(self.tables(listed, fmt="latex", stats=stats))
         self.say("\n" + text)
         self.say(f"results appended to {results_path}; tables in {self.out / f'tables-{self.run_id}.md'} (.tex)")
         return records
@@ -247,10 +250,10 @@ class Runner:
                          "not reused: training anew")
         return lines
 
-    def tables(self, records: list[dict], fmt: str = "markdown") -> str:
+    def tables(self, records: list[dict], fmt: str = "markdown", stats=None) -> str:
         from hashbench.stored import stats_of
 
-        return render(records, self.cfg["eval"]["tables"], fmt=fmt, stats=stats_of(self.store))
+        return render(records, self.cfg["eval"]["tables"], fmt=fmt, stats=stats or stats_of(self.store))
 
     # ------------------------------------------------------------------------------------------
     def run_one(self, name: str, mcfg: dict, bits: int, seed: int) -> dict:

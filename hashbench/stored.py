@@ -19,8 +19,8 @@ from hashbench.progress import Progress, SweepProgress
 from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, conventions_of,
                                data_of, eval_settings, latest, run_key)
 from hashbench.settings import EVAL
-from hashbench.tables import Stats, render
-from hashbench.uncertainty import LEVEL, RESAMPLES, interval, p_value, point, replicates, rng_for, scheme
+from hashbench.tables import Stats, paired_replicates, render, scores_by_seed
+from hashbench.uncertainty import LEVEL, RESAMPLES, SEED, interval, p_value, point, scheme
 
 
 def versions() -> dict[str, str]:
@@ -75,8 +75,7 @@ def rescored(base: dict, ev: dict, metrics: list[str], scores: dict, info: dict,
     settings = eval_settings({**ev, "metrics": metrics})
     rec["config"] = {**rec.get("config", {}), "eval": {**rec.get("config", {}).get("eval", {}), **ev}}
     rec.update(metrics=scores, eval=settings, eval_seconds=eval_s, eval_info=info, per_query=per_query,
-               versions=versions(),
-               git_commit=git_commit(), run_id=run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+               versions=versions(), git_commit=git_commit(), run_id=run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
                reevaluated_from=base.get("reevaluated_from") or base.get("run_id"))
     return rec
 
@@ -110,7 +109,7 @@ def per_query_of(store: ResultStore):
 def stats_of(store: ResultStore, words: dict | None = None) -> Stats:
     words = words or {}
     return Stats(per_query_of(store), ci=bool(words.get("ci")), resamples=words.get("resamples") or RESAMPLES,
-                 seed=words.get("bootstrap_seed") or 0)
+                 seed=SEED if words.get("bootstrap_seed") is None else words["bootstrap_seed"])
 
 
 def compare(words: dict) -> str:
@@ -153,23 +152,13 @@ def compare(words: dict) -> str:
                 continue
             if data_of(by[a][common[0]]) != data_of(by[b][common[0]]):
                 raise HashbenchError(f"{a} and {b} at {bits} bits were scored on different data; they cannot be paired")
-            x = []
-            for s in common:
-                va, vb = (stats.per_query(by[n][s], metric) for n in names)
-                for n, v in ((a, va), (b, vb)):
-                    if v is None:
-                        raise HashbenchError(f"no per-query scores stored for {n} {bits} bits seed {s} ({metric}; a "
-                                             "run scored before hashbench kept them): `hashbench eval out=DIR "
-                                             "force=true` scores its saved codes again and keeps them")
-                if len(va) != len(vb):
-                    raise HashbenchError(f"{a} and {b} at {bits} bits seed {s} cover different queries")
-                x.append(np.stack([va, vb], axis=1))
-            reps = replicates(x, stats.resamples, rng_for(stats.seed, dataset, metric, bits, common))
+            scores = {n: scores_by_seed([by[n][s] for s in common], metric, stats, required=True) for n in names}
+            reps = paired_replicates(scores, names, common, stats, dataset, metric, bits)
             diff = reps[:, 0] - reps[:, 1]
             lo, hi = interval(diff[:, None])
-            pa, pb = point(x)
+            pa, pb = (float(point([scores[n][s] for s in common])) for n in names)
             table_rows.append([bits, f"{pa:.4f}", f"{pb:.4f}", f"{pa - pb:+.4f}", f"[{lo[0]:+.4f}, {hi[0]:+.4f}]",
-                               f"{float(p_value(diff)):.4f}", len(common), len(x[0])])
+                               f"{float(p_value(diff)):.4f}", len(common), len(scores[a][common[0]])])
         if not table_rows:
             lines.append(f"  no code length has runs of both {a} and {b} with a common seed")
             continue

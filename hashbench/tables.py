@@ -107,25 +107,56 @@ def no_relevant_note(records: list[dict]) -> str:
 
 class Stats:
     """Bootstrap settings of a report and what its columns found: per (metric, bits) the bold rows
-    (``None``: no per-query scores, best mean only) and per (metric, row, bits) an interval."""
+    (``None``: no per-query scores, best mean only) and per (metric, row, bits) an interval.
+    A column is computed once however many formats print it."""
 
     def __init__(self, per_query, ci: bool = False, resamples: int = uncertainty.RESAMPLES,
                  seed: int = uncertainty.SEED):
         self.per_query, self.ci, self.resamples, self.seed = per_query, ci, resamples, seed
         self.fallback: set[tuple[str, int]] = set()
+        self._columns: dict[tuple, tuple] = {}
 
     def column(self, records: list[dict], metric: str, bits: int) -> tuple[set | None, dict]:
-        return column_stats(records, metric, bits, self)
+        from hashbench.results import conventions_of
+
+        key = (metric, bits, tuple((row_label(r), r["dataset"], r["seed"], r.get("config_hash"), conventions_of(r),
+                                    r["metrics"][metric]) for r in records
+                                   if r["bits"] == bits and metric in r["metrics"]))
+        if key not in self._columns:
+            self._columns[key] = column_stats(records, metric, bits, self)
+        return self._columns[key]
 
 
-def _scores_by_seed(records: list[dict], metric: str, stats: Stats) -> dict[int, np.ndarray] | None:
+def missing_scores(label: str, bits: int, seed: int, metric: str) -> HashbenchError:
+    return HashbenchError(f"no per-query scores stored for {label} {bits} bits seed {seed} ({metric}; a run scored "
+                          "before hashbench kept them): `hashbench eval out=DIR force=true` scores its saved codes "
+                          "again and keeps them")
+
+
+def scores_by_seed(records: list[dict], metric: str, stats: Stats, required: bool) -> dict[int, np.ndarray] | None:
+    """seed -> per-query scores of one row's runs; ``None`` when a run has none stored (an error
+    when ``required``)."""
     out = {}
     for r in records:
         values = stats.per_query(r, metric)
         if values is None:
+            if required:
+                raise missing_scores(row_label(r), r["bits"], r["seed"], metric)
             return None
         out[int(r["seed"])] = values
     return out
+
+
+def paired_replicates(by_row: dict[str, dict[int, np.ndarray]], names: list[str], seeds: tuple, stats: Stats,
+                      dataset: str, metric: str, bits: int) -> np.ndarray:
+    """(resamples, len(names)) replicate means of ``names`` on ``seeds``, the same draws for every
+    name (what pairs them); the generator is the cell's, so any subset of names gets the same draws."""
+    for s in seeds:
+        if len({len(by_row[n][s]) for n in names}) > 1:
+            raise HashbenchError(f"{metric} at {bits} bits seed {s}: {', '.join(names)} were scored on different "
+                                 "numbers of queries; they cannot be paired")
+    x = [np.stack([by_row[n][s] for n in names], axis=1) for s in seeds]
+    return uncertainty.replicates(x, stats.resamples, uncertainty.rng_for(stats.seed, dataset, metric, bits, seeds))
 
 
 def column_stats(records: list[dict], metric: str, bits: int, stats: Stats) -> tuple[set | None, dict]:
@@ -138,34 +169,18 @@ def column_stats(records: list[dict], metric: str, bits: int, stats: Stats) -> t
     """
     recs = [r for r in records if r["bits"] == bits and metric in r["metrics"]]
     rows = list(dict.fromkeys(row_label(r) for r in recs))
-    by_row = {row: _scores_by_seed([r for r in recs if row_label(r) == row], metric, stats) for row in rows}
+    by_row = {row: scores_by_seed([r for r in recs if row_label(r) == row], metric, stats, required=stats.ci)
+              for row in rows}
     if any(v is None for v in by_row.values()) or len({data_of(r) for r in recs}) > 1:
-        if stats.ci:
-            missing = next(r for r in recs if by_row[row_label(r)] is None) if any(
-                v is None for v in by_row.values()) else None
-            if missing is not None:
-                raise HashbenchError(f"no per-query scores stored for {row_label(missing)} {bits} bits seed "
-                                     f"{missing['seed']} ({metric}; a run scored before hashbench kept them): "
-                                     "`hashbench eval out=DIR force=true` scores its saved codes again and keeps them")
         stats.fallback.add((metric, bits))
         return None, {}
     dataset = recs[0]["dataset"]
-
-    def reps(names: list[str], seeds: tuple) -> np.ndarray:
-        for s in seeds:
-            if len({len(by_row[n][s]) for n in names}) > 1:
-                raise HashbenchError(f"{metric} at {bits} bits seed {s}: the methods' per-query scores cover "
-                                     "different numbers of queries; they cannot be paired")
-        x = [np.stack([by_row[n][s] for n in names], axis=1) for s in seeds]
-        return uncertainty.replicates(x, stats.resamples, uncertainty.rng_for(stats.seed, dataset, metric, bits,
-                                                                              seeds))
-
     groups: dict[tuple, list[str]] = defaultdict(list)
     for row in rows:
         groups[tuple(sorted(by_row[row]))].append(row)
     replicate_of: dict[str, np.ndarray] = {}
     for seeds, names in groups.items():
-        r = reps(names, seeds)
+        r = paired_replicates(by_row, names, seeds, stats, dataset, metric, bits)
         replicate_of.update({n: r[:, i] for i, n in enumerate(names)})
     intervals = {}
     for row in rows:
@@ -183,7 +198,7 @@ def column_stats(records: list[dict], metric: str, bits: int, stats: Stats) -> t
         if set(by_row[row]) == set(by_row[best]):
             diff = replicate_of[best] - replicate_of[row]
         else:
-            r = reps([best, row], common)
+            r = paired_replicates(by_row, [best, row], common, stats, dataset, metric, bits)
             diff = r[:, 0] - r[:, 1]
         others.append(row)
         pvalues.append(float(uncertainty.p_value(diff)))
