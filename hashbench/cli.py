@@ -1,4 +1,4 @@
-"""``hashbench`` command line: run, eval, table, compare, plot, list, data."""
+"""``hashbench`` command line: run, eval, table, compare, plot, report, list, data."""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +77,14 @@ def _plot_help() -> str:
         "hashbench plot out=sweep", "hashbench plot out=sweep to=paper/figures methods=dsrh,dpsh ks=10,100,1000"])
 
 
+def _report_help() -> str:
+    from hashbench.config import REPORT_WORDS
+
+    return _keys_help(REPORT_WORDS, [
+        "hashbench report out=sweep", "hashbench report out=sweep to=paper/report.html queries=3,17,42 topk=10",
+        "hashbench report out=sweep bits=32 methods=dsrh,dpsh,random"])
+
+
 def _plugins(names) -> None:
     from hashbench.plugins import import_plugin
 
@@ -143,6 +151,20 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from hashbench.config import REPORT_WORDS, parse_words
+    from hashbench.plugins import load_entry_points
+    from hashbench.report import report
+
+    words = parse_words(args.words, REPORT_WORDS)
+    load_entry_points()
+    _plugins(words.get("plugins"))
+    path, n = report(words, stream=sys.stderr)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KiB): {n['sections']} sections, {n['tables']} tables, "
+          f"{n['figures']} figures, {n['thumbnails']} thumbnails")
+    return 0
+
+
 def cmd_list(args) -> int:
     from hashbench.plugins import load_entry_points
     from hashbench.registry import REGISTRIES, entries, summary
@@ -181,8 +203,8 @@ def parser() -> argparse.ArgumentParser:
         prog="hashbench", description="Benchmark toolkit for learning to hash.",
         epilog="A sweep: hashbench run out=sweep methods=dsrh,lsh seeds=0,1,2 (rerun to resume); then "
                "hashbench eval out=sweep metrics=p@10 (no retraining), hashbench table out=sweep format=latex, "
-               "hashbench plot out=sweep. `hashbench COMMAND --help` lists each command's keys.")
-    sub = p.add_subparsers(dest="command", metavar="{run,eval,table,compare,plot,list,data}")
+               "hashbench plot out=sweep, hashbench report out=sweep. `hashbench COMMAND --help` lists each command's keys.")
+    sub = p.add_subparsers(dest="command", metavar="{run,eval,table,compare,plot,report,list,data}")
     raw = argparse.RawDescriptionHelpFormatter
     run = sub.add_parser("run", help="train/fit methods, evaluate by Hamming ranking, print tables",
                          description="Train or fit each method at each code length and seed, evaluate, "
@@ -223,6 +245,16 @@ def parser() -> argparse.ArgumentParser:
                          formatter_class=raw)
     plt.add_argument("words", nargs="*", metavar="key=value")
     plt.set_defaults(func=cmd_plot)
+    rep = sub.add_parser("report", help="write one self-contained report.html: tables with intervals, figures, "
+                                        "conventions, settings, retrieval examples",
+                         description="Write an HTML page of the stored runs (images embedded): per dataset the "
+                                     "tables (bootstrap intervals where per-query scores are stored), the figures of "
+                                     "hashbench plot (when matplotlib is installed), the evaluation conventions, the "
+                                     "settings that differ between runs, and for a few queries each method's top-k "
+                                     "retrieved database items with Hamming distance and shared labels.",
+                         epilog=_report_help(), formatter_class=raw)
+    rep.add_argument("words", nargs="*", metavar="key=value")
+    rep.set_defaults(func=cmd_report)
     lst = sub.add_parser("list", help="registered names with a one-line description")
     lst.add_argument("kind", nargs="?", choices=list(REGISTRIES))
     lst.set_defaults(func=cmd_list)

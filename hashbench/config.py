@@ -167,7 +167,8 @@ def _bootstrap() -> dict:
 TABLE_WORDS = Words(
     keys={
         "out": Field([str], None, "the output folder holding results.jsonl; default out"),
-        "format": Field([Options("markdown", "latex", "csv")], None, "markdown (default), latex or csv"),
+        "format": Field([Options("markdown", "latex", "csv", "html")], None,
+                        "markdown (default), latex, csv or html (<table> fragments)"),
         "metrics": Field([ListOf(str, 1)], None, "metrics to tabulate (default: the runs' eval.tables)"),
         **_filters(),
         "ci": Field([Flag()], None, "true: each cell is mean [lo, hi], a 95% two-stage bootstrap interval over "
@@ -198,6 +199,24 @@ PLOT_WORDS = Words(
                     "the database size)"),
     },
     lists=_LISTS,
+)
+REPORT_WORDS = Words(
+    keys={
+        "out": Field([str], None, "the output folder holding results.jsonl and codes/; default out"),
+        "to": Field([str], None, "the HTML file written; default OUT/report.html"),
+        "metrics": Field([ListOf(str, 1)], None, "metrics tabulated and plotted (default: the runs' eval.tables)"),
+        **_filters(),
+        "queries": Field([ListOf(Interval(int, 0, 2**31 - 1), 1)], None,
+                         "retrieval examples for these query indices (default: a seeded choice of n_queries)"),
+        "n_queries": Field([Interval(int, 1, 100)], None, "how many queries the examples show (default 5)"),
+        "query_seed": Field([Interval(int, 0, 2**32 - 1)], None, "seed of the choice of queries (default 0)"),
+        "topk": Field([Interval(int, 1, 100)], None, "database items shown per method and query (default 8)"),
+        "example_bits": Field([Interval(int, 1, 1024)], None,
+                              "code length of the retrieval examples (default: the longest stored)"),
+        **_bootstrap(),
+        "plugins": Field([ListOf(str)], None, "modules or .py files to import first (plugin datasets and methods)"),
+    },
+    lists=_LISTS | {"queries"},
 )
 DATA_WORDS = Words(
     keys={

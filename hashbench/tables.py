@@ -8,11 +8,13 @@ and, where the runs' per-query scores are stored, every method not significantly
 shows each cell's bootstrap interval, ``mean [lo, hi]``, instead of ``mean ± std``.
 ``hashbench run`` prints it for the records of its sweep; ``hashbench table`` for a whole ``out=``
 folder. Formats: ``markdown`` (GitHub tables), ``latex`` (``tabular`` fragments), ``csv`` (one
-tidy row per dataset × method × bits × metric, unrounded).
+tidy row per dataset × method × bits × metric, unrounded), ``html`` (``<table>`` fragments, what
+``hashbench report`` embeds).
 """
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 from collections import defaultdict
@@ -24,8 +26,8 @@ from hashbench import uncertainty
 from hashbench.errors import HashbenchError, suggest
 from hashbench.results import data_of
 
-FORMATS = {"markdown": "github", "latex": "latex_raw", "plain": "simple"}
-TABLE_FORMATS = ("markdown", "latex", "csv")
+FORMATS = {"markdown": "github", "latex": "latex_raw", "plain": "simple", "html": "unsafehtml"}
+TABLE_FORMATS = ("markdown", "latex", "csv", "html")
 DEFAULT_TABLES = ["map", "wmap@5000", "ndcg@100", "acg@100"]
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
@@ -231,10 +233,11 @@ def metric_table(records: list[dict], metric: str, fmt: str = "markdown", stats:
     bits = sorted({b for (_, b) in cells})
     best = _best(cells, bits)
     columns = {b: stats.column(records, metric, b) if stats else (None, {}) for b in bits}
-    bold = ("\\textbf{", "}") if fmt == "latex" else ("**", "**")
+    bold = {"latex": ("\\textbf{", "}"), "html": ("<b>", "</b>")}.get(fmt, ("**", "**"))
+    escape = {"latex": latex_escape, "html": html.escape}.get(fmt, str)
     rows = []
     for m in rows_order:
-        row = [latex_escape(m) if fmt == "latex" else m]
+        row = [escape(m)]
         for b in bits:
             v = cells.get((m, b))
             if not v:
@@ -254,8 +257,7 @@ def metric_table(records: list[dict], metric: str, fmt: str = "markdown", stats:
                 text += " \\dag{}" if fmt == "latex" else " †"
             row.append(text)
         rows.append(row)
-    head = latex_escape(metric) if fmt == "latex" else metric
-    return tabulate(rows, headers=[head] + [f"{b} bits" for b in bits], tablefmt=FORMATS[fmt],
+    return tabulate(rows, headers=[escape(metric)] + [f"{b} bits" for b in bits], tablefmt=FORMATS[fmt],
                     disable_numparse=True)
 
 
@@ -268,6 +270,8 @@ def report(records: list[dict], metrics: list[str], *, title: str, footer: str, 
     foot = f"{footer.rstrip('.')}. Seeds: {', '.join(map(str, seeds))}{spread}. {bold_rule(stats, metrics)}."
     if fmt == "latex":
         parts = [f"% {title}"] + tables + [latex_escape(foot)]
+    elif fmt == "html":
+        parts = [f"<h3>{html.escape(title)}</h3>"] + tables + [f'<p class="foot">{html.escape(foot)}</p>']
     else:
         parts = [f"## {title}" if fmt == "markdown" else title]
         parts += tables + [foot]
@@ -275,11 +279,11 @@ def report(records: list[dict], metrics: list[str], *, title: str, footer: str, 
 
 
 # ------------------------------------------------------------------------------ whole reports
-def _flatten(obj, prefix: str = "") -> dict[str, str]:
+def flatten(obj, prefix: str = "") -> dict[str, str]:
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: json.dumps(obj, sort_keys=True, default=str)}
 
@@ -294,7 +298,7 @@ def label_variants(records: list[dict]) -> list[str]:
         h = r.get("config_hash")
         if h not in hashes[r["method"]]:
             hashes[r["method"]].append(h)
-            configs[(r["method"], h)] = _flatten({k: v for k, v in r.get("config", {}).items() if k != "eval"})
+            configs[(r["method"], h)] = flatten({k: v for k, v in r.get("config", {}).items() if k != "eval"})
     notes = []
     for r in records:
         r["_row"] = r["method"]
