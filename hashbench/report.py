@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib
 import io
 import tempfile
 import time
@@ -25,7 +26,7 @@ import hashbench
 from hashbench.atomic import atomic_write_text
 from hashbench.errors import HashbenchError
 from hashbench.results import CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, data_of, latest
-from hashbench.tables import (Stats, check_metrics, label_variants, present, render, row_label, section_tags,
+from hashbench.tables import (check_metrics, label_variants, present, render, row_label, section_tags,
                               sections, table_metrics, flatten)
 
 N_QUERIES = 5
@@ -268,7 +269,7 @@ def _figures(words: dict, stream) -> tuple[dict[str, list[Path]], str, tempfile.
     from hashbench.plots import MISSING, plot
 
     try:
-        import matplotlib  # noqa: F401
+        importlib.import_module("matplotlib")
     except ImportError:
         return {}, MISSING, None
     tmp = tempfile.TemporaryDirectory(prefix="hashbench-report-")
