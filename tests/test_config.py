@@ -191,7 +191,7 @@ def test_words_of_the_commands_reading_an_out_folder():
         parse_words(["eval.ties=index"], TABLE_WORDS)
     with pytest.raises(HashbenchError, match=r"unknown key 'fromat'; valid: format"):
         parse_words(["fromat=csv"], TABLE_WORDS)
-    with pytest.raises(HashbenchError, match=r"format must be one of markdown, latex, csv; got 'xls'"):
+    with pytest.raises(HashbenchError, match=r"format must be one of markdown, latex, csv, html; got 'xls'"):
         parse_words(["format=xls"], TABLE_WORDS)
     # data: its own words checked, the rest kept for the dataset's check
     assert parse_words(["dataset=listfile", "workers=2", "n_val=3", "strict=no"], DATA_WORDS) == \

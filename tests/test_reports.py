@@ -113,7 +113,7 @@ def test_a_method_under_two_configs_gets_two_labelled_rows():
 
 
 @pytest.mark.parametrize("args,message", [
-    (["table", "out=OUT", "format=html"], "format must be one of markdown, latex, csv; got 'html'"),
+    (["table", "out=OUT", "format=rst"], "format must be one of markdown, latex, csv, html; got 'rst'"),
     (["table", "out=OUT", "fromat=csv"], "unknown key 'fromat'; valid: format"),
     (["table", "out=OUT", "metrics=p@7"], "no stored result has metric 'p@7'"),
     (["table", "out=OUT", "bits=64"], "no stored result has bits 64; stored: 8, 12"),
