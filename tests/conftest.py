@@ -1,6 +1,22 @@
 """Fixtures shared by the whole suite."""
+import io
+import sys
+
 import pytest
 import torch
+
+
+def finished_sweep(root, *words) -> tuple:
+    """``hashbench run out=ROOT/out WORDS`` with its own cache under ``root`` and stdout captured:
+    (the out folder, what the run printed). For module-scoped fixtures that tests only read."""
+    from hashbench.cli import main
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HASHBENCH_CACHE", str(root / "cache"))
+        buf = io.StringIO()
+        mp.setattr(sys, "stdout", buf)
+        assert main(["run", f"out={root / 'out'}", *words]) == 0
+    return root / "out", buf.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import hashlib
 import io
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from hashbench.cli import main
 from hashbench.results import ResultStore, latest, read_records
 from hashbench.tables import Stats, render
+from conftest import finished_sweep
 from hashbench.uncertainty import interval, p_value, replicates, rng_for
 
 TINY = ["dataset.n_train=120", "dataset.n_query=40", "dataset.n_database=100", "device=cpu",
@@ -26,12 +26,8 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     """lsh, itq and random at 8 bits, seeds 0-2 (read only: copy to modify)."""
-    root = tmp_path_factory.mktemp("sig")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HASHBENCH_CACHE", str(root / "cache"))
-        mp.setattr(sys, "stdout", io.StringIO())
-        assert main(["run", f"out={root / 'out'}", "methods=lsh,itq,random", "bits=8", "seeds=0,1,2", *TINY]) == 0
-    return root / "out"
+    return finished_sweep(tmp_path_factory.mktemp("sig"), "methods=lsh,itq,random", "bits=8", "seeds=0,1,2",
+                          *TINY)[0]
 
 
 def _copy(sweep, tmp_path):
