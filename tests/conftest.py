@@ -6,9 +6,7 @@ import pytest
 import torch
 
 
-def finished_sweep(root, *words) -> tuple:
-    """``hashbench run out=ROOT/out WORDS`` with its own cache under ``root`` and stdout captured:
-    (the out folder, what the run printed). For module-scoped fixtures that tests only read."""
+def _finished_sweep(root, *words) -> tuple:
     from hashbench.cli import main
 
     with pytest.MonkeyPatch.context() as mp:
@@ -17,6 +15,14 @@ def finished_sweep(root, *words) -> tuple:
         mp.setattr(sys, "stdout", buf)
         assert main(["run", f"out={root / 'out'}", *words]) == 0
     return root / "out", buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def finished_sweep():
+    """``finished_sweep(root, *words)``: ``hashbench run out=ROOT/out WORDS`` with its own cache
+    under ``root`` and stdout captured; returns (the out folder, what the run printed). For
+    module-scoped fixtures that tests only read."""
+    return _finished_sweep
 
 
 @pytest.fixture(scope="module")

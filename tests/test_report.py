@@ -17,7 +17,6 @@ from PIL import Image
 from hashbench.cli import main
 from hashbench.datasets.multidigits import MultiDigits
 from hashbench.results import ResultStore, latest, read_records
-from conftest import finished_sweep
 
 TINY = ["dataset.n_train=120", "dataset.n_query=30", "dataset.n_database=80", "device=cpu",
         "classic.features=pixels"]
@@ -33,7 +32,7 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(tmp_path_factory, finished_sweep):
     """lsh and random at 8 and 16 bits, seeds 0 and 1 (read only: copy to modify)."""
     return finished_sweep(tmp_path_factory.mktemp("report"), "methods=lsh,random", "bits=8,16", "seeds=0,1",
                           *TINY)[0]

@@ -11,7 +11,6 @@ import pytest
 from hashbench.cli import main
 from hashbench.results import ResultStore, latest, read_records
 from hashbench.tables import Stats, render
-from conftest import finished_sweep
 from hashbench.uncertainty import interval, p_value, replicates, rng_for
 
 TINY = ["dataset.n_train=120", "dataset.n_query=40", "dataset.n_database=100", "device=cpu",
@@ -24,7 +23,7 @@ def cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
+def sweep(tmp_path_factory, finished_sweep):
     """lsh, itq and random at 8 bits, seeds 0-2 (read only: copy to modify)."""
     return finished_sweep(tmp_path_factory.mktemp("sig"), "methods=lsh,itq,random", "bits=8", "seeds=0,1,2",
                           *TINY)[0]
