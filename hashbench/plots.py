@@ -42,6 +42,11 @@ def _safe(name: str) -> str:
     return re.sub(r"[^\w@.+-]", "_", name)
 
 
+def section_stem(dataset: str, tag: str) -> str:
+    """The start of every figure file name of one section: ``<dataset>[-<conventions tag>]``."""
+    return _safe(dataset + (f"-{tag.replace(', ', '-')}" if tag else ""))
+
+
 def _save(fig, canvas_cls, path: Path) -> Path:
     canvas_cls(fig)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
@@ -133,7 +138,7 @@ def plot(words: dict, stream=None) -> list[Path]:
     for (dataset, conv, recs), tag in zip(groups, section_tags(groups)):
         recs = [dict(r) for r in recs]
         label_variants(recs)
-        name = _safe(dataset + (f"-{tag.replace(', ', '-')}" if tag else ""))
+        name = section_stem(dataset, tag)
         for metric in (metrics if "metrics" in words else present(recs, metrics)):
             fig = _metric_figure(Figure, recs, metric, f"{dataset}: {metric} vs code length")
             written.append(_save(fig, Canvas, to / f"{name}-{_safe(metric)}.png"))

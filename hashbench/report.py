@@ -291,7 +291,7 @@ def _embed_figures(pngs: dict[str, Path], prefix: str) -> list[str]:
 def report(words: dict, stream=None) -> tuple[Path, dict]:
     """Write ``report.html`` for ``words['out']`` (to ``words['to']``, default ``OUT/report.html``);
     returns its path and counts (sections, tables, figures, thumbnails)."""
-    from hashbench.plots import _safe
+    from hashbench.plots import section_stem
     from hashbench.stored import load_results, select, stats_of
 
     _check_words(words)
@@ -336,7 +336,7 @@ def report(words: dict, stream=None) -> tuple[Path, dict]:
                                "lack: mean ± std shown (hashbench eval out=DIR force=true stores them).</p>")
             section.append(tables.replace("<h3>", "<h4>").replace("</h3>", "</h4>"))
             section.append("<h3>Figures</h3>")
-            figs = _embed_figures(pngs, _safe(dataset + (f"-{tag.replace(', ', '-')}" if tag else "")))
+            figs = _embed_figures(pngs, section_stem(dataset, tag))
             counts["figures"] += len(figs)
             section += figs or [f'<p class="note">No figures: {_e(no_figures or "nothing to draw")}.</p>']
             section += ["<h3>Evaluation conventions</h3>", _conventions(recs, conv),
