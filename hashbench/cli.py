@@ -205,56 +205,48 @@ def parser() -> argparse.ArgumentParser:
                "hashbench eval out=sweep metrics=p@10 (no retraining), hashbench table out=sweep format=latex, "
                "hashbench plot out=sweep, hashbench report out=sweep. `hashbench COMMAND --help` lists each command's keys.")
     sub = p.add_subparsers(dest="command", metavar="{run,eval,table,compare,plot,report,list,data}")
-    raw = argparse.RawDescriptionHelpFormatter
-    run = sub.add_parser("run", help="train/fit methods, evaluate by Hamming ranking, print tables",
-                         description="Train or fit each method at each code length and seed, evaluate, "
-                                     "append to out/results.jsonl and print one table per metric. Runs "
-                                     "already in out/results.jsonl are skipped (force=true recomputes); an "
-                                     "interrupted sweep resumes where it stopped. One sweep at a time writes "
-                                     "to a folder: a second one into a busy out= stops.",
-                         epilog=_run_help(), formatter_class=raw)
-    run.add_argument("words", nargs="*", metavar="key=value")
-    run.set_defaults(func=cmd_run)
-    ev = sub.add_parser("eval", help="re-evaluate the saved codes of earlier runs (other metrics or "
-                                     "conventions), no retraining",
-                        description="Score the saved codes (out/codes/) of stored runs again: metrics not yet "
-                                    "stored, or other conventions (eval.ties=...); append the records to "
-                                    "out/results.jsonl and print the tables.",
-                        epilog=_eval_help(), formatter_class=raw)
-    ev.add_argument("words", nargs="*", metavar="key=value")
-    ev.set_defaults(func=cmd_eval)
-    tab = sub.add_parser("table", help="regenerate the paper-style tables from out/results.jsonl",
-                         description="Print the tables of every stored run (methods x bits per metric, mean "
-                                     "± std over seeds or, ci=true, a bootstrap interval; in bold the best and "
-                                     "every method not significantly worse than it; conventions in a footer), "
-                                     "one section per dataset.", epilog=_table_help(), formatter_class=raw)
-    tab.add_argument("words", nargs="*", metavar="key=value")
-    tab.set_defaults(func=cmd_table)
-    cmp = sub.add_parser("compare", help="paired comparison of two methods on one metric: difference, interval, "
-                                         "p-value",
-                         description="A minus B on one metric at each code length, paired over the same seeds "
-                                     "and queries: the mean difference, its 95% two-stage bootstrap interval "
-                                     "and a two-sided bootstrap p-value.", epilog=_compare_help(),
-                         formatter_class=raw)
-    cmp.add_argument("words", nargs="*", metavar="key=value")
-    cmp.set_defaults(func=cmd_compare)
-    plt = sub.add_parser("plot", help="write PNG figures: metrics vs code length, NDCG@k / P@k curves, "
-                                      "precision-recall by Hamming radius (needs hashbench[plot])",
-                         description="Draw the figures of the stored runs into OUT/figures/ (matplotlib: "
-                                     "pip install 'hashbench[plot]').", epilog=_plot_help(),
-                         formatter_class=raw)
-    plt.add_argument("words", nargs="*", metavar="key=value")
-    plt.set_defaults(func=cmd_plot)
-    rep = sub.add_parser("report", help="write one self-contained report.html: tables with intervals, figures, "
-                                        "conventions, settings, retrieval examples",
-                         description="Write an HTML page of the stored runs (images embedded): per dataset the "
-                                     "tables (bootstrap intervals where per-query scores are stored), the figures of "
-                                     "hashbench plot (when matplotlib is installed), the evaluation conventions, the "
-                                     "settings that differ between runs, and for a few queries each method's top-k "
-                                     "retrieved database items with Hamming distance and shared labels.",
-                         epilog=_report_help(), formatter_class=raw)
-    rep.add_argument("words", nargs="*", metavar="key=value")
-    rep.set_defaults(func=cmd_report)
+
+    def words_command(name, func, epilog, **text):
+        """A command that takes key=value words; its --help ends with the words it accepts."""
+        cmd = sub.add_parser(name, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter, **text)
+        cmd.add_argument("words", nargs="*", metavar="key=value")
+        cmd.set_defaults(func=func)
+
+    words_command("run", cmd_run, _run_help(),
+                  help="train/fit methods, evaluate by Hamming ranking, print tables",
+                  description="Train or fit each method at each code length and seed, evaluate, append to "
+                              "out/results.jsonl and print one table per metric. Runs already in "
+                              "out/results.jsonl are skipped (force=true recomputes); an interrupted sweep "
+                              "resumes where it stopped. One sweep at a time writes to a folder: a second one "
+                              "into a busy out= stops.")
+    words_command("eval", cmd_eval, _eval_help(),
+                  help="re-evaluate the saved codes of earlier runs (other metrics or conventions), no retraining",
+                  description="Score the saved codes (out/codes/) of stored runs again: metrics not yet stored, or "
+                              "other conventions (eval.ties=...); append the records to out/results.jsonl and "
+                              "print the tables.")
+    words_command("table", cmd_table, _table_help(),
+                  help="regenerate the paper-style tables from out/results.jsonl",
+                  description="Print the tables of every stored run (methods x bits per metric, mean ± std over "
+                              "seeds or, ci=true, a bootstrap interval; in bold the best and every method not "
+                              "significantly worse than it; conventions in a footer), one section per dataset.")
+    words_command("compare", cmd_compare, _compare_help(),
+                  help="paired comparison of two methods on one metric: difference, interval, p-value",
+                  description="A minus B on one metric at each code length, paired over the same seeds and "
+                              "queries: the mean difference, its 95% two-stage bootstrap interval and a two-sided "
+                              "bootstrap p-value.")
+    words_command("plot", cmd_plot, _plot_help(),
+                  help="write PNG figures: metrics vs code length, NDCG@k / P@k curves, precision-recall by "
+                       "Hamming radius (needs hashbench[plot])",
+                  description="Draw the figures of the stored runs into OUT/figures/ (matplotlib: pip install "
+                              "'hashbench[plot]').")
+    words_command("report", cmd_report, _report_help(),
+                  help="write one self-contained report.html: tables with intervals, figures, conventions, "
+                       "settings, retrieval examples",
+                  description="Write an HTML page of the stored runs (images embedded): per dataset the tables "
+                              "(bootstrap intervals where per-query scores are stored), the figures of hashbench "
+                              "plot (when matplotlib is installed), the evaluation conventions, the settings that "
+                              "differ between runs, and for a few queries each method's top-k retrieved database "
+                              "items with Hamming distance and shared labels.")
     lst = sub.add_parser("list", help="registered names with a one-line description")
     lst.add_argument("kind", nargs="?", choices=list(REGISTRIES))
     lst.set_defaults(func=cmd_list)
