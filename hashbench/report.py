@@ -104,10 +104,8 @@ def _image_source(record: dict, codes: dict):
             return None, None, names, f"the {s} split has {len(split)} items now, the runs' codes {len(codes[s])}"
         if s in stated and split_digest(split) != stated[s].get("sha256"):
             return None, None, names, f"the {s} split is not the data the runs were made on (fingerprint differs)"
-    if not stated:
-        names_note = "the runs predate data fingerprints: images shown as the dataset reads them now"
-        return splits["query"], splits["database"], names, names_note
-    return splits["query"], splits["database"], names, ""
+    reason = "" if stated else "the runs predate data fingerprints: images shown as the dataset reads them now"
+    return splits["query"], splits["database"], names, reason
 
 
 def _labels_text(row: np.ndarray, names: list[str]) -> str:
@@ -148,15 +146,11 @@ def _item(label_html: str, uri: str | None, title: str, css: str, kind: str, ind
 
 def examples(store: ResultStore, recs: list[dict], words: dict) -> tuple[str, int]:
     """The retrieval examples of one section (HTML) and how many thumbnails it holds."""
-    all_bits = sorted({r["bits"] for r in recs})
-    bits = words.get("example_bits") or all_bits[-1]
-    if bits not in all_bits:
-        raise HashbenchError(f"example_bits={bits}: no run of this section has {bits} bits; stored: "
-                             + ", ".join(map(str, all_bits)))
+    bits = words.get("example_bits") or max(r["bits"] for r in recs)
     at = [r for r in recs if r["bits"] == bits and r.get("config_hash")
           and store.has_codes(r["config_hash"], r["bits"], r["seed"])]
     if not at:
-        return f'<p class="note">No saved codes at {bits} bits: no retrieval examples.</p>', 0
+        return f'<p class="note">No saved codes at {bits} bits in this section: no retrieval examples.</p>', 0
     rows = list(dict.fromkeys(row_label(r) for r in at))
     seeds = {row: sorted(r["seed"] for r in at if row_label(r) == row) for row in rows}
     common = sorted(set.intersection(*(set(s) for s in seeds.values())))
@@ -192,9 +186,17 @@ def examples(store: ResultStore, recs: list[dict], words: dict) -> tuple[str, in
         parts.append(f'<p class="note">Thumbnails: {_e(reason)}.</p>')
     if skipped:
         parts.append('<p class="note">Left out: ' + _e("; ".join(skipped)) + "</p>")
-    thumbs = 0
+    thumbs, uris = 0, {}
+
+    def thumbnail(split, i: int) -> str | None:  # an item retrieved by several methods is read and encoded once
+        if split is None:
+            return None
+        if (id(split), i) not in uris:
+            uris[(id(split), i)] = _data_uri(split[i][0].numpy())
+        return uris[(id(split), i)]
+
     for qi in picked:
-        q_uri = _data_uri(qsplit[qi][0].numpy()) if qsplit is not None else None
+        q_uri = thumbnail(qsplit, qi)
         thumbs += q_uri is not None
         q_text = _labels_text(ql[qi], names)
         parts.append('<div class="query"><div class="row"><div class="who">query ' + str(qi) + "</div>"
@@ -205,7 +207,7 @@ def examples(store: ResultStore, recs: list[dict], words: dict) -> tuple[str, in
             shared = (dl[order].astype(np.int64) @ ql[qi].astype(np.int64)).astype(int)
             cells = []
             for j, d, s in zip(order, dist, shared):
-                uri = _data_uri(dsplit[int(j)][0].numpy()) if dsplit is not None else None
+                uri = thumbnail(dsplit, int(j))
                 thumbs += uri is not None
                 text = _labels_text(dl[j], names)
                 label = f"d={d} · {s} shared" + ("" if uri else f'<br><span class="labels">{_e(text)}</span>')
@@ -264,7 +266,7 @@ def _conventions(recs: list[dict], conv: tuple) -> str:
     return f"<p>{_e(text)}.{_e(where)}</p>"
 
 
-def _figures(words: dict, stream) -> tuple[dict[str, list[Path]], str, tempfile.TemporaryDirectory | None]:
+def _figures(words: dict, stream) -> tuple[dict[str, Path], str, tempfile.TemporaryDirectory | None]:
     """The PNGs of ``hashbench plot`` drawn into a temporary folder, by file name; or a note why none."""
     from hashbench.plots import MISSING, plot
 
@@ -308,11 +310,9 @@ def report(words: dict, stream=None) -> tuple[Path, dict]:
     if words.get("example_bits") and words["example_bits"] not in {r["bits"] for r in merged}:
         raise HashbenchError(f"example_bits={words['example_bits']}: no stored run has that code length; stored: "
                              + ", ".join(map(str, sorted({r['bits'] for r in merged}))))
-    if "queries" in words:  # checked against what the runs were scored on, before anything is drawn
-        for r in merged:
-            n = (r.get("eval_info") or {}).get("n_queries")
-            if isinstance(n, int):
-                choose_queries(n, words)
+    sizes = [n for r in merged if isinstance(n := (r.get("eval_info") or {}).get("n_queries"), int)]
+    if "queries" in words and sizes:  # checked against what the runs were scored on, before anything is drawn
+        choose_queries(min(sizes), words)
     pngs, no_figures, tmp = _figures(words, stream)
     counts = dict(sections=0, tables=0, figures=0, thumbnails=0)
     body, toc = [], []
@@ -334,7 +334,7 @@ def report(words: dict, stream=None) -> tuple[Path, dict]:
             if not have_scores:
                 section.append('<p class="note">Intervals need every run\'s per-query scores, which older runs '
                                "lack: mean ± std shown (hashbench eval out=DIR force=true stores them).</p>")
-            section.append(tables.replace("<h3>", "<h4>").replace("</h3>", "</h4>"))
+            section.append(tables)
             section.append("<h3>Figures</h3>")
             figs = _embed_figures(pngs, section_stem(dataset, tag))
             counts["figures"] += len(figs)

@@ -271,7 +271,7 @@ def report(records: list[dict], metrics: list[str], *, title: str, footer: str, 
     if fmt == "latex":
         parts = [f"% {title}"] + tables + [latex_escape(foot)]
     elif fmt == "html":
-        parts = [f"<h3>{html.escape(title)}</h3>"] + tables + [f'<p class="foot">{html.escape(foot)}</p>']
+        parts = [f"<h4>{html.escape(title)}</h4>"] + tables + [f'<p class="foot">{html.escape(foot)}</p>']
     else:
         parts = [f"## {title}" if fmt == "markdown" else title]
         parts += tables + [foot]
