@@ -36,6 +36,7 @@ from hashbench.params import Field, Flag, Interval, ListOf, Options, check, chec
 from hashbench.registry import BACKBONES, DATASETS, METHODS, entries, lookup
 from hashbench.results import check_out_folder
 from hashbench.settings import CLASSIC, EVAL, RUN, TRAIN
+from hashbench.train_log import require as require_log
 
 CONFIG_ROOT = Path(str(files("hashbench.configs")))
 SECTION_NAMES = ("train", "eval", "classic", "backbone", "dataset", "method")
@@ -481,4 +482,6 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
     overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("method.")}
     run = RunConfig(checked, str(dataset_name), overrides)
     run.methods = run.method_configs()  # every method block checked now, before any data is loaded
+    for mcfg in run.methods.values():  # a missing logging library stops the run here, not after a run
+        require_log(TRAIN.check(mcfg.get("train"))["log"])
     return run

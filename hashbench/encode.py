@@ -30,9 +30,9 @@ def extract_features(backbone, split, device: torch.device, batch_size: int = 25
     net = DeepHasher(backbone, 1).to(device).eval()
     feats = []
     loader = data_loader(split, batch_size, shuffle=False, device=device)
-    progress = Progress(label)
-    for i, (x, _) in enumerate(loader, 1):
-        final, lower = backbone(net.normalize(x.to(device, non_blocking=True)))
-        feats.append(torch.cat([final, lower], 1) if bypass else final)
-        progress.step(i, len(loader), "extracting batch")
+    with Progress(f"{label} extracting", "batch", len(loader)) as progress:
+        for x, _ in loader:
+            final, lower = backbone(net.normalize(x.to(device, non_blocking=True)))
+            feats.append(torch.cat([final, lower], 1) if bypass else final)
+            progress.advance()
     return torch.cat(feats).float().cpu().numpy()

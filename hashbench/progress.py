@@ -1,10 +1,19 @@
-"""Progress lines with an ETA: one for a pass (an epoch, an extraction, scoring), one for a sweep."""
+"""Progress bars with an ETA, drawn by tqdm: one for a pass (epochs, batches, queries), one for a sweep.
+
+On a terminal tqdm redraws each bar in place. Off a terminal (a log file, a pipe, CI) a bar is
+written as whole lines, and few of them: see :class:`Progress`.
+"""
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
+from tqdm import tqdm
+
+# tqdm's monitor thread forces a redraw after ``maxinterval`` s without one: off a terminal that
+# would add lines between the tenths, so it never fires.
+NEVER = float("inf")
+PASS_LINE = "{desc} {unit} {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}"
 
 
 def duration(seconds: float) -> str:
@@ -17,55 +26,113 @@ def duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-class Progress:
-    """A status line with an ETA (rewritten in place on a terminal; elsewhere one line per update,
-    or for :meth:`step` one per tenth of the work and at most one per ``min_interval`` seconds,
-    none for work done within ``min_interval``), to stderr."""
+class Lines:
+    """The file tqdm draws on off a terminal: tqdm redraws a bar as ``'\\r' + text + padding``; each
+    redraw becomes one line, and a repeat of the line before is dropped (tqdm redraws the last
+    state when a bar closes)."""
 
-    def __init__(self, label: str, stream=None, min_interval: float = 2.0):
-        self.label, self.stream = label, stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.min_interval = min_interval
-        self.t0, self._tenth, self._printed = time.perf_counter(), -1, False
-        self._last = self.t0
+    def __init__(self, stream):
+        self.stream, self.last = stream, None
 
-    def eta(self, done: int, total: int) -> str:
-        """``ETA 2m10s`` from the mean time of the ``done`` units so far ('' when finished)."""
-        if done <= 0 or done >= total:
-            return ""
-        return f"ETA {duration((time.perf_counter() - self.t0) / done * (total - done))}"
+    def write(self, s: str) -> None:
+        text = s.replace("\r", "").strip()
+        if text and text != self.last:
+            self.stream.write(text + "\n")
+            self.last = text
 
-    def update(self, text: str, final: bool = False):
-        end = "\n" if (final or not self.tty) else ""
-        self.stream.write(("\r\033[K" if self.tty else "") + f"{self.label} {text}" + end)
+    def flush(self) -> None:
         self.stream.flush()
 
-    def step(self, done: int, total: int, what: str) -> None:
-        """``label what done/total, ETA ...``; off a terminal only at each tenth of ``total``, not
-        within ``min_interval`` s of the start or of the last line, and the last line only when an
-        earlier one was written: a log gets nothing from a pass that takes less than that."""
-        tenth, now = done * 10 // max(total, 1), time.perf_counter()
-        finished = done >= total
-        if self.tty or (finished and self._printed) or (
-                not finished and tenth != self._tenth and now - self._last >= self.min_interval):
-            self._tenth, self._last, self._printed = tenth, now, True
-            self.update(f"{what} {done}/{total} {self.eta(done, total)}".rstrip(), final=finished)
+
+def _bar(stream, tty: bool, line_format: str, **kwargs) -> tqdm:
+    """A tqdm bar on ``stream``: tqdm's own bar on a terminal, ``line_format`` lines elsewhere."""
+    if tty:
+        return tqdm(file=stream, dynamic_ncols=True, **kwargs)
+    # position 0: off a terminal a nested bar must not move a cursor that is not there; smoothing 0:
+    # the ETA from the mean time per unit so far, steadier than tqdm's moving average over few lines
+    return tqdm(file=Lines(stream), bar_format=line_format, position=0, maxinterval=NEVER, smoothing=0, **kwargs)
+
+
+def note(text: str, stream=None) -> None:
+    """One line to ``stream`` (stderr) that leaves the bars on it intact."""
+    stream = stream or sys.stderr
+    tqdm.write(text, file=stream)
+    stream.flush()
+
+
+class Progress:
+    """A bar over the ``total`` units of one pass, ``label unit done/total [elapsed<ETA], status``, to
+    stderr. The bar opens at the first :meth:`step` when ``total`` is not known before.
+
+    Off a terminal: with ``every`` (an epoch loop) one line per unit done; otherwise nothing for a
+    pass that ends within ``min_interval`` seconds, at most one line per tenth of the work and per
+    ``min_interval`` seconds, and a last line when an earlier one was written.
+    """
+
+    def __init__(self, label: str, unit: str, total: int | None = None, *, initial: int = 0, stream=None,
+                 min_interval: float = 2.0, every: bool = False):
+        self.label, self.unit, self.stream = label, unit, stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.min_interval, self.every = min_interval, every
+        self.bar: tqdm | None = None
+        if total is not None:
+            self._open(total, initial)
+
+    def _open(self, total: int, initial: int = 0) -> None:
+        if self.tty:
+            pace = {}
+        elif self.every:  # a tiny delay: no line before the first unit is done
+            pace = dict(miniters=1, mininterval=0, delay=1e-9)
+        else:
+            pace = dict(miniters=max(total // 10, 1), mininterval=self.min_interval,
+                        delay=max(self.min_interval, 1e-9))
+        self.bar = _bar(self.stream, self.tty, PASS_LINE, total=total, initial=initial, desc=self.label,
+                        unit=self.unit, **pace)
+
+    def advance(self, n: int = 1, status: str | None = None) -> None:
+        """``n`` more units done; ``status`` (e.g. the epoch's loss) shown after the ETA."""
+        if status is not None:
+            self.bar.set_postfix_str(status, refresh=False)
+        self.bar.update(n)
+
+    def step(self, done: int, total: int) -> None:
+        """``done`` of ``total`` units done (fits a ``progress(done, total)`` callback)."""
+        if self.bar is None:
+            self._open(total)
+        self.bar.update(done - self.bar.n)
+
+    @property
+    def done(self) -> int:
+        return self.bar.n if self.bar is not None else 0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class SweepProgress:
-    """``run 3/12 (dsrh 32 bits seed 0) training … ETA 2m10s`` before each computed run (stdout, next to
-    the one-line summary of each finished run; the training loop's per-epoch lines go to stderr).
+    """``run 3/12 (dsrh 32 bits seed 0) training … ETA 2m10s``: a bar over the runs of a sweep (stdout,
+    next to the one-line summary of each finished run; a pass's bars go to stderr). Off a terminal,
+    one such line before each computed run.
 
     The ETA sums, over the runs still to compute, the mean time of the finished runs of the same
     kind (method and whether it trains or only re-evaluates), or of all finished runs of that
-    activity when none of its kind has finished yet.
+    activity when none of its kind has finished yet — tqdm's own rate would mix minutes-long
+    trainings with second-long re-scorings.
     """
 
     def __init__(self, total: int, pending: list[tuple[str, str]], stream=None):
         self.total, self.stream = total, stream or sys.stdout
         self.pending = list(pending)  # (kind, activity) of every run still to compute, in order
         self.times: dict[tuple[str, str], list[float]] = {}
-        self.t0 = time.perf_counter()
+        self.tty = self.stream.isatty()
+        self.bar: tqdm | None = None
 
     def _estimate(self, kind: tuple[str, str]) -> float | None:
         if kind in self.times:
@@ -80,10 +147,19 @@ class SweepProgress:
         return f"ETA {duration(sum(estimates))}"
 
     def start(self, index: int, label: str, activity: str) -> None:
-        self.stream.write(f"run {index}/{self.total} ({label}) {activity} … {self.eta()}\n")
-        self.stream.flush()
+        if self.bar is None:  # opened late: no empty bar for a sweep with nothing to compute
+            self.bar = _bar(self.stream, self.tty, "{desc}", total=self.total, leave=True, miniters=1,
+                            mininterval=0)
+        self.bar.n = index - 1  # the runs before it: computed or skipped
+        self.bar.set_description_str(f"run {index}/{self.total} ({label}) {activity} … {self.eta()}")
 
     def finish(self, kind: tuple[str, str], seconds: float) -> None:
         self.times.setdefault(kind, []).append(seconds)
         if kind in self.pending:
             self.pending.remove(kind)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.n = self.total
+            self.bar.close()
+

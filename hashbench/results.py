@@ -8,17 +8,20 @@ Layout of ``out/``::
     checkpoints/<config_hash>-<bits>-<seed>.pt  training state of a run in progress (deleted once recorded)
     scores/<config_hash>-<bits>-<seed>-<sha16>.npz  a record's per-query scores (named by their content's
                                           sha256, which the record holds: intervals and paired tests read them)
+    logs/<method>_<bits>bits_seed<seed>_<hash8>/  TensorBoard event files of a run (train.log=tensorboard)
+    logs/wandb/                           wandb's files (train.log=wandb)
     .lock                                 held by the one process that runs or re-scores into the folder
 
 A run is identified by ``(method, dataset, bits, seed, config_hash)``. ``config_hash`` is the
 sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the parts of the resolved per-method
 config that determine the *codes* (:func:`code_config`): for a deep method ``method``,
-``backbone``, ``train`` and ``dataset``; for a classic method ``method``, ``dataset``, ``classic``
-and ``backbone`` (``train`` does not touch it), or only ``method`` and ``dataset`` for a method
-that needs no features (``random``). Left out: code length and seed (they are part of the run's
-key and file names), the ``eval`` section (it does not change codes: a record stores its evaluation
-settings next to the hash, and a new evaluation re-scores saved codes), ``device``, ``out`` and the
-package versions (recorded, not hashed: after changing the code, pass ``force=true``).
+``backbone``, ``train`` (but not ``train.log``) and ``dataset``; for a classic method ``method``,
+``dataset``, ``classic`` and ``backbone`` (``train`` does not touch it), or only ``method`` and
+``dataset`` for a method that needs no features (``random``). Left out: code length and seed
+(they are part of the run's key and file names), the ``eval`` section (it does not change codes:
+a record stores its evaluation settings next to the hash, and a new evaluation re-scores saved
+codes), ``device``, ``out`` and the package versions (recorded, not hashed: after changing the
+code, pass ``force=true``).
 
 Two records with the same key and the same evaluation conventions (:data:`CONVENTION_KEYS`) are
 merged metric by metric, later values winning (:func:`latest`): that is what tables and plots show.
@@ -42,6 +45,7 @@ import numpy as np
 
 from hashbench.atomic import atomic_append_line, atomic_write, atomic_write_text
 from hashbench.errors import HashbenchError
+from hashbench.settings import UNHASHED_TRAIN_KEYS
 
 try:
     import fcntl
@@ -84,7 +88,10 @@ def code_config(mcfg: dict) -> dict:
         keys = ("method", "dataset", "classic", "backbone")
     else:
         keys = ("method", "dataset")
-    return {k: mcfg.get(k) for k in keys}
+    out = {k: mcfg.get(k) for k in keys}
+    if isinstance(out.get("train"), dict):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in UNHASHED_TRAIN_KEYS}
+    return out
 
 
 def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:

@@ -33,7 +33,7 @@ from hashbench.errors import HashbenchError
 from hashbench.feature_cache import cached_features, weights_fingerprint
 from hashbench.method import ClassicHasher, DeepMethod
 from hashbench.model import DeepHasher
-from hashbench.progress import SweepProgress
+from hashbench.progress import SweepProgress, note
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build
 from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, code_config, config_diff, config_hash,
                                data_change, data_of, eval_settings, method_kind, stem)
@@ -41,10 +41,16 @@ from hashbench.settings import CLASSIC, TRAIN
 from hashbench.stored import git_commit, new_run_id, rescored, score, shown, versions
 from hashbench.tables import no_relevant_note, render
 from hashbench.train import train_deep
+from hashbench.train_log import open_log
 
 
 def _labels(split) -> np.ndarray:
     return np.asarray(split.labels)
+
+
+def resolved_config(mcfg: dict) -> dict:
+    """The sections of a method's config that a record (and a training log) keeps."""
+    return {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "classic", "eval") if k in mcfg}
 
 
 @dataclass
@@ -94,7 +100,7 @@ class Runner:
 
     def say(self, text: str) -> None:
         if self.world.is_main:
-            print(text, file=self.stream or sys.stdout, flush=True)
+            note(text, self.stream or sys.stdout)
 
     def _load_data(self) -> None:
         if self.dataset is None:
@@ -209,9 +215,10 @@ class Runner:
             else:
                 self.say(f"  {job.label}: {shown(record, tables)} "
                          f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
-            note = no_relevant_note([record])
-            if note:
-                self.say(f"  {job.label}: warning: {note}")
+            warning = no_relevant_note([record])
+            if warning:
+                self.say(f"  {job.label}: warning: {warning}")
+        progress.close()
         if not self.world.is_main:
             return records
         merged = self.store.done()
@@ -274,8 +281,15 @@ class Runner:
             model = DeepHasher.for_method(backbone, method)
             checkpoint = self.store.checkpoint_path(chash, bits, seed)  # resumes an interrupted run
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label,
-                             checkpoint=str(checkpoint), world=self.world)
+            kind = TRAIN.check(mcfg["train"])["log"]
+            log_to = open_log(kind, self.out, f"{name}_{bits}bits_seed{seed}_{chash[:8]}", resolved_config(mcfg)) \
+                if self.world.is_main else None
+            try:
+                log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label,
+                                 checkpoint=str(checkpoint), world=self.world, log_to=log_to)
+            finally:
+                if log_to is not None:
+                    log_to.close()
             train_s = time.perf_counter() - t0
             if not self.world.is_main:
                 return None
@@ -296,7 +310,7 @@ class Runner:
             raise HashbenchError(f"method {name!r} builds a {type(method).__name__}, which is neither a "
                                  "DeepMethod nor a ClassicHasher")
         ql, dl = _labels(self.splits["query"]), _labels(self.splits["database"])
-        resolved = {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "classic", "eval") if k in mcfg}
+        resolved = resolved_config(mcfg)
         base = dict(method=name, dataset=self.dataset_name, bits=bits, seed=seed, config_hash=chash,
                     codes=f"codes/{stem(chash, bits, seed)}.npz", train_seconds=train_s, device=str(self.device),
                     train_log=log, config=resolved, data=self.data, versions=versions(), git_commit=git_commit(),

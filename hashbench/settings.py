@@ -24,7 +24,13 @@ TRAIN = Schema("train", {
     "encode_batch_size": Field([Interval(int, 1, None)], 256, "batch size when encoding"),
     "channels_last": Field([Flag(), None], None, "channels-last memory format (default: on CUDA only)"),
     "sync_bn": Field([Flag()], True, "distributed CUDA runs: BatchNorm statistics over the global batch"),
+    "log": Field([Options("none", "tensorboard", "wandb")], "none",
+                 "per-epoch loss terms and learning rates to TensorBoard (out/logs/) or wandb (offline unless "
+                 "WANDB_MODE or WANDB_API_KEY is set); not part of the config hash"),
 })
+
+# train keys that change what is written about a run, not its codes: left out of the config hash
+UNHASHED_TRAIN_KEYS = ("log",)
 
 EVAL = Schema("eval", {
     "metrics": Field([ListOf(str, min_len=1)],

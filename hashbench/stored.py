@@ -15,7 +15,7 @@ import torch
 import hashbench
 from hashbench.errors import HashbenchError
 from hashbench.metrics import conventions, evaluate, parse_metric
-from hashbench.progress import Progress, SweepProgress
+from hashbench.progress import Progress, SweepProgress, note
 from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, check_out_folder, conventions_of,
                                data_of, eval_settings, latest, run_key)
 from hashbench.settings import EVAL
@@ -53,10 +53,9 @@ def score(q, d, ql, dl, ev: dict, metrics: list[str], label: str = "", *, store:
     """(metrics, eval info, seconds, per-query reference): the run ``run`` = (config hash, bits, seed)
     scored, its per-query scores written to ``store`` (what intervals and paired tests read)."""
     t1 = time.perf_counter()
-    lines = Progress(f"{label} scoring".strip())  # silent unless the evaluation takes a while
-    scores, info = evaluate(q, d, ql, dl, metrics=metrics, ties=ev["ties"], ap_denominator=ev["ap_denominator"],
-                            no_relevant=ev["no_relevant"], details=True,
-                            progress=lambda done, total: lines.step(done, total, "queries"))
+    with Progress(f"{label} scoring".strip(), "queries") as lines:  # silent unless it takes a while
+        scores, info = evaluate(q, d, ql, dl, metrics=metrics, ties=ev["ties"], ap_denominator=ev["ap_denominator"],
+                                no_relevant=ev["no_relevant"], details=True, progress=lines.step)
     eval_info = {k: v for k, v in info.items() if isinstance(v, (int, float, str))}
     ref = store.save_scores(*run, info["per_query"], info["kept"])
     return {k: float(v) for k, v in scores.items()}, eval_info, time.perf_counter() - t1, ref
@@ -242,7 +241,7 @@ def _codes_on_other_data(store: ResultStore, record: dict) -> bool:
 
 def _evaluate_stored(words: dict, stream=None) -> list[dict]:
     store, records = load_results(words.get("out", "out"))
-    say = lambda text: print(text, file=stream or sys.stdout, flush=True)  # noqa: E731
+    say = lambda text: note(text, stream or sys.stdout)  # noqa: E731
     overrides = EVAL.check({k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}, fill=False)
     if "metrics" in words:
         overrides["metrics"] = words["metrics"]
@@ -300,6 +299,7 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         progress.finish((base["method"], "rescore"), time.perf_counter() - t)
         evaluated.append(rec)
         say(f"  {label} ({base['dataset']}): {shown(rec, missing)} (eval {eval_s:.2f}s)")
+    progress.close()
     ties = sorted({str(e["ties"]) for _, _, e, _, _ in plan})
     say(f"hashbench eval {run_id}: scored {len(evaluated)} of {len(bases)} stored runs from {store.codes_dir} "
         f"without retraining (ties {', '.join(ties) or '-'}); {len(plan) - len(evaluated) - len(refused)} already had "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
@@ -26,9 +27,10 @@ from hashbench.checkpoint import (FORMAT, BadCheckpoint, fingerprint, load_check
 from hashbench.device import resolve_precision, seed_everything
 from hashbench.errors import HashbenchError
 from hashbench.optim import build_optimizer, optim_wrapper, param_groups, schedule
-from hashbench.progress import Progress
+from hashbench.progress import Progress, note
 from hashbench.sampling import data_loader
 from hashbench.settings import TRAIN
+from hashbench.train_log import epoch_values
 
 logger = logging.getLogger("hashbench.train")
 
@@ -82,7 +84,7 @@ def _usable_checkpoint(checkpoint, fp: str, label: str) -> dict | None:
 
 
 def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int, label: str = "", *,
-               checkpoint: str | os.PathLike | None = None, world=None) -> list[dict]:
+               checkpoint: str | os.PathLike | None = None, world=None, log_to=None) -> list[dict]:
     """Train ``model`` (a :class:`~hashbench.model.DeepHasher`) and ``method`` on ``split``.
 
     Parameters
@@ -102,6 +104,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         final weights as an uninterrupted run — and says so in one line. A checkpoint that is
         damaged (its sha256 fails), of another format or of another configuration is moved aside
         to ``<name>.bad`` with a warning, and training starts from scratch.
+    log_to : a :mod:`hashbench.train_log` log or None
+        Gets each epoch's loss, terms, learning rates and seconds (the main process only).
     world : :class:`hashbench.distributed.World` or None
         When it spans several processes: the data is sharded, the model wrapped in DDP, and the
         loss computed on the *global* batch (relaxed codes, labels, rows and tuples gathered from
@@ -152,7 +156,7 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
                       sampler_generator)
         logs, start = list(state["logs"]), int(state["epoch"])
         if is_main:
-            Progress(label).update(f"resuming from epoch {start} of {epochs} (checkpoint {checkpoint})", final=True)
+            note(f"{label} resuming from epoch {start} of {epochs} (checkpoint {checkpoint})")
 
     net = model
     if distributed:
@@ -161,59 +165,60 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     net.train()
-    progress, step = Progress(label), start * len(loader)
+    step = start * len(loader)
     memory_format = torch.channels_last if channels_last else torch.preserve_format
-    for epoch in range(start, epochs):
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        method.on_epoch_start(epoch, epochs)
-        t0, total, terms = time.perf_counter(), torch.zeros((), device=device), {}
-        for batch in loader:
-            x, y, indices, tuples = source.unpack(batch)
-            x = x.to(device, non_blocking=True, memory_format=memory_format if x.ndim == 4 else torch.preserve_format)
-            y = y.to(device, non_blocking=True)
-            indices = indices.to(device, non_blocking=True)
-            if tuples is not None:
-                tuples = tuples.to(device, non_blocking=True)
-            with wrapper.optim_context(net):  # autocast for bf16/fp16; nothing for fp32
-                z = net(x)
-            codes = method.relax(z.float(), step / max(steps, 1))
-            if distributed:
-                # The loss sees the global batch. Every process computes the same loss L; the
-                # gather's backward sums the W processes' (equal) gradients for each local code,
-                # and DDP averages the parameter gradients over W: the two factors cancel, and the
-                # update is one process's update on the global batch (tests/test_distributed.py).
-                # The method's own parameters get L's gradient directly: the same on every process.
-                codes, y, indices, tuples = world.gather_batch(codes, y, indices, tuples)
-            out = method.compute_loss(codes, y, indices, tuples)
-            wrapper.update_params(out["loss"])
-            sched.step()
-            step += 1
-            total += out["loss"].detach()  # stays on the device: no sync inside the step
-            for k, v in out.items():
-                if k != "loss":
-                    terms[k] = terms.get(k, 0.0) + v
-        method.on_epoch_end(epoch, epochs)
-        n = max(len(loader), 1)
-        log = dict(epoch=epoch + 1, loss=float(total) / n, seconds=time.perf_counter() - t0,
-                   **{k: float(v) / n for k, v in terms.items()})
-        if not np.isfinite(log["loss"]):
-            raise HashbenchError(f"{label}: the loss became {log['loss']} in epoch {epoch + 1}; lower train.lr")
-        logs.append(log)
-        if checkpoint is not None:
-            rng = rng_state(sampler_generator)
-            rngs = world.all_gather_object(rng) if distributed else [rng]
+    with Progress(label, "epoch", epochs, initial=start, every=True) if is_main else nullcontext() as progress:
+        for epoch in range(start, epochs):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            method.on_epoch_start(epoch, epochs)
+            t0, total, terms = time.perf_counter(), torch.zeros((), device=device), {}
+            for batch in loader:
+                x, y, indices, tuples = source.unpack(batch)
+                x = x.to(device, non_blocking=True,
+                         memory_format=memory_format if x.ndim == 4 else torch.preserve_format)
+                y = y.to(device, non_blocking=True)
+                indices = indices.to(device, non_blocking=True)
+                if tuples is not None:
+                    tuples = tuples.to(device, non_blocking=True)
+                with wrapper.optim_context(net):  # autocast for bf16/fp16; nothing for fp32
+                    z = net(x)
+                codes = method.relax(z.float(), step / max(steps, 1))
+                if distributed:
+                    # The loss sees the global batch. Every process computes the same loss L; the
+                    # gather's backward sums the W processes' (equal) gradients for each local code,
+                    # and DDP averages the parameter gradients over W: the two factors cancel, and the
+                    # update is one process's update on the global batch (tests/test_distributed.py).
+                    # The method's own parameters get L's gradient directly: the same on every process.
+                    codes, y, indices, tuples = world.gather_batch(codes, y, indices, tuples)
+                out = method.compute_loss(codes, y, indices, tuples)
+                wrapper.update_params(out["loss"])
+                sched.step()
+                step += 1
+                total += out["loss"].detach()  # stays on the device: no sync inside the step
+                for k, v in out.items():
+                    if k != "loss":
+                        terms[k] = terms.get(k, 0.0) + v
+            method.on_epoch_end(epoch, epochs)
+            n = max(len(loader), 1)
+            log = dict(epoch=epoch + 1, loss=float(total) / n, seconds=time.perf_counter() - t0,
+                       **{k: float(v) / n for k, v in terms.items()})
+            if not np.isfinite(log["loss"]):
+                raise HashbenchError(f"{label}: the loss became {log['loss']} in epoch {epoch + 1}; lower train.lr")
+            logs.append(log)
+            if checkpoint is not None:
+                rng = rng_state(sampler_generator)
+                rngs = world.all_gather_object(rng) if distributed else [rng]
+                if is_main:
+                    save_checkpoint(checkpoint, dict(
+                        format=FORMAT, fingerprint=fp, epoch=epoch + 1, model=model.state_dict(),
+                        method=method.state_dict(), optimizer=wrapper.state_dict(),
+                        scheduler=sched.state_dict(), logs=logs, rng=rngs))
+                if distributed:
+                    world.barrier()
             if is_main:
-                save_checkpoint(checkpoint, dict(
-                    format=FORMAT, fingerprint=fp, epoch=epoch + 1, model=model.state_dict(),
-                    method=method.state_dict(), optimizer=wrapper.state_dict(), scheduler=sched.state_dict(),
-                    logs=logs, rng=rngs))
-            if distributed:
-                world.barrier()
-        if is_main:
-            extra = " ".join(f"{k} {log[k]:.4g}" for k in terms)
-            eta = progress.eta(epoch + 1 - start, epochs - start)
-            progress.update(f"epoch {epoch + 1}/{epochs} loss {log['loss']:.4f} {extra} ({log['seconds']:.1f}s"
-                            f"{', ' + eta if eta else ''})",
-                            final=epoch + 1 == epochs)
+                if log_to is not None:
+                    log_to.epoch(epoch + 1, epoch_values(log, optimizer))
+                extra = "".join(f" {k} {log[k]:.4g}" for k in terms)
+                progress.advance(status=f"loss {log['loss']:.4f}{extra} ({log['seconds']:.1f}s)")
     return logs

@@ -41,12 +41,12 @@ def interrupt_after_first_epoch(monkeypatch):
     checkpoint written; the returned function stops it doing so (for the resuming run)."""
     import hashbench.progress as progress
 
-    real = progress.Progress.update
+    real = progress.Progress.advance
 
-    def crash(self, text, final=False):
-        real(self, text, final)
-        if text.startswith("epoch 1/"):
+    def crash(self, n=1, status=None):
+        real(self, n, status)
+        if self.unit == "epoch" and self.done == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(progress.Progress, "update", crash)
-    return lambda: monkeypatch.setattr(progress.Progress, "update", real)
+    monkeypatch.setattr(progress.Progress, "advance", crash)
+    return lambda: monkeypatch.setattr(progress.Progress, "advance", real)
