@@ -57,6 +57,14 @@ step run-catalogue hashbench run methods=dhn,dsdh,dch,adsh,idhn,dfh,greedyhash,c
     bits=32 epochs=3 device=cuda "out=$LOG_DIR/run_catalogue"
 step run-torchrun-orthohash torchrun --standalone --nproc-per-node=1 -m hashbench.cli run methods=orthohash,adsh \
     bits=32 epochs=3 device=cuda launcher=pytorch "out=$LOG_DIR/run_nccl_catalogue"
+# DSRH as released on CUDA (a few epochs: the path): torchvision AlexNet resizing the canvases to 224
+# on the device, the released sampler's rows in order, its balance scaling, dropout and head init;
+# then the same under the launcher (rows sharded per global batch)
+step run-dsrh-as-released hashbench run methods=dsrh_as_released backbone.type=torchvision backbone.name=alexnet \
+    bits=64 epochs=2 train.batch_size=128 method.balance_count=1 device=cuda "out=$LOG_DIR/run_as_released"
+step run-torchrun-dsrh-as-released torchrun --standalone --nproc-per-node=1 -m hashbench.cli run \
+    methods=dsrh_as_released bits=32 epochs=2 method.balance_count=1 device=cuda launcher=pytorch \
+    "out=$LOG_DIR/run_nccl_as_released"
 step feature_cache python benchmarks/feature_cache.py --device cuda
 echo "gpu_check: $failed failed step(s); log in $LOG" | tee -a "$LOG"
 exit "$failed"

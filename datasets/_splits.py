@@ -80,6 +80,44 @@ def random_protocol(pool: np.ndarray, *, n_query: int, n_train: int | None, n_va
     return {k: np.sort(v) for k, v in out.items()}
 
 
+def released_protocol(pool: np.ndarray, labelled: np.ndarray, *, n_database: int, n_query_candidates: int,
+                      n_val: int, seed: int, scale_down: bool, dataset: str, protocol: str) -> dict[str, np.ndarray]:
+    """DSRH's released NUS-WIDE evaluation, on a seeded permutation of ``pool`` (which keeps the
+    unlabelled images): database = training set = the first ``n_database`` images, unlabelled
+    ones included; queries = the *labelled* images among the next ``n_query_candidates`` (the
+    release: 430 and 11 batches of 512, so 220,160 and 5,632); val = ``n_val`` labelled images
+    among those left over. ``labelled`` is a mask over the catalogue."""
+    sizes = {"database": n_database, "query candidates": n_query_candidates}
+    for k, v in sizes.items():
+        if int(v) != v or v < 1:
+            raise HashbenchError(f"{dataset}: n_{k.replace(' ', '_')} must be a whole number >= 1, got {v!r}")
+    if n_database + n_query_candidates > len(pool):
+        asked = f"{n_database} database and {n_query_candidates} query-candidate images"
+        if not scale_down:
+            raise HashbenchError(f"{dataset}: protocol {protocol!r} asks for {asked} but only {len(pool)} usable "
+                                 "images are available; lower n_database/n_query_candidates or pass scale_down=true")
+        f = len(pool) / (n_database + n_query_candidates) * 0.9  # leaves a tenth for val
+        n_database, n_query_candidates = max(1, int(n_database * f)), max(1, int(n_query_candidates * f))
+        log.warning("%s: scale_down: protocol %r asked for %s; the tree has %d usable, using %d and %d",
+                    dataset, protocol, asked, len(pool), n_database, n_query_candidates)
+    order = np.random.default_rng(seed).permutation(pool)
+    database = order[:n_database]
+    candidates = order[n_database:n_database + n_query_candidates]
+    query = candidates[labelled[candidates]]
+    if not len(query):
+        raise HashbenchError(f"{dataset}: protocol {protocol!r}: none of the {len(candidates)} query candidates "
+                             "has a label")
+    out = {"train": database, "query": query, "database": database}
+    if n_val:
+        left = order[n_database + n_query_candidates:]
+        left = left[labelled[left]]
+        if len(left) < n_val and not scale_down:
+            raise HashbenchError(f"{dataset}: protocol {protocol!r} leaves {len(left)} labelled images for "
+                                 f"n_val={n_val}; lower n_val or pass scale_down=true")
+        out["val"] = left[:n_val]
+    return {k: np.sort(v) for k, v in out.items()}
+
+
 def per_concept_protocol(pool: np.ndarray, labels: np.ndarray, class_names: Sequence[str], *,
                          per_query: int, per_train: int, n_val: int, seed: int, scale_down: bool,
                          dataset: str, protocol: str) -> dict[str, np.ndarray]:

@@ -15,16 +15,23 @@ the distribution).
 
 Registered datasets:
 
-- ``nuswide81`` (DSRH's): all 81 concepts, images with no label dropped. Protocols ``dsrh``
-  (``n_query`` = 2,100 random queries; database = training set = the rest; default) and
-  ``standard`` (``n_query`` queries, ``n_train`` = 10,500 training images from the database).
+- ``nuswide81`` (DSRH's): all 81 concepts. Protocols ``dsrh`` (images with no label dropped;
+  ``n_query`` = 2,100 random queries; database = training set = the rest; default), ``standard``
+  (unlabelled dropped; ``n_query`` queries, ``n_train`` = 10,500 training images from the
+  database) and ``released``, the evaluation of DSRH's released code: unlabelled images *kept*; on
+  a seeded permutation of all usable images, database = training set = the first ``n_database`` =
+  220,160 (the release's 430 batches of 512, unlabelled ones included as distractors and
+  negatives), queries = the labelled ones among the next ``n_query_candidates`` = 5,632 (its 11
+  query batches; the release's own image subset and order are not published, so a seeded
+  permutation stands in for them), val = ``n_val`` labelled images of those left over.
 - ``nuswide21``: the 21 most frequent concepts (counted over the whole image list, ties broken by
   concept order), images with none of them dropped (195,834 remain in the full set). Protocol
   ``standard`` (default): ``per_concept_query`` = 100 queries and ``per_concept_train`` = 500
   training images per concept, drawn without repeats, training images from the database;
   database = all but the queries. ``dsrh`` is also offered.
 
-``n_val`` validation images always come from the database side, outside the training set.
+``n_val`` validation images always come from outside the training set and the queries (the
+database side, or for ``released`` the images left over).
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ from hashbench.registry import DATASETS
 from hashbench.params import Interval, Options
 
 from ._raw import Catalogue, RawImageDataset, log
-from ._splits import per_concept_protocol, random_protocol
+from ._splits import per_concept_protocol, random_protocol, released_protocol
 from ._text import missing_file_error, read_binary_column, read_text_lines
 
 #: The 21 most frequent concepts as reported by peers, most frequent first (for comparison only:
@@ -128,9 +135,16 @@ class _NusWide(RawImageDataset):
         return rec
 
     def _size_params(self) -> tuple[str, ...]:
+        if self.protocol == "released":
+            return ("n_database", "n_query_candidates")
         return ("n_query",) if self.protocol == "dsrh" else ("n_query", "n_train")
 
     def _protocol_splits(self, pool: np.ndarray) -> dict[str, np.ndarray]:
+        if self.protocol == "released":
+            return released_protocol(pool, self._has_label, n_database=self.n_database,
+                                     n_query_candidates=self.n_query_candidates, n_val=self.n_val,
+                                     seed=self.seed, scale_down=self.scale_down, dataset=self.name,
+                                     protocol=self.protocol)
         return random_protocol(pool, n_query=self.n_query,
                                n_train=self.n_train if self.protocol == "standard" else None,
                                n_val=self.n_val, seed=self.seed, scale_down=self.scale_down,
@@ -139,15 +153,18 @@ class _NusWide(RawImageDataset):
 
 @DATASETS.register_module(name="nuswide81")
 class NusWide81(_NusWide):
-    """NUS-WIDE with all 81 concepts, unlabelled images dropped (DSRH; protocols dsrh, standard).
+    """NUS-WIDE with all 81 concepts (DSRH; protocols dsrh, standard, released).
 
     Parameters
     ----------
     data_root : str or Path
         Folder holding ``ImageList/``, ``Groundtruth/``, ``ConceptsList/`` and ``Flickr/``.
-    protocol : {"dsrh", "standard"}
+    protocol : {"dsrh", "standard", "released"}
     seed, image_size, n_query, n_train, n_val, strict, scale_down, cache_dir, use_cache
         As for ``mirflickr25k``; ``n_train`` is used by ``standard`` only.
+    n_database, n_query_candidates : int
+        ``released``: the database (= training set) size and the number of query candidates
+        (220,160 and 5,632; the unlabelled candidates are removed).
     image_dir : str or Path, optional
         The folder holding ``<folder>/<file>`` images when it is not ``data_root/Flickr``.
     allow_outside_root : bool
@@ -157,17 +174,23 @@ class NusWide81(_NusWide):
     name = "nuswide81"
     protocols = {"dsrh": "n_query random labelled queries; database = training set = the rest",
                  "standard": "n_query queries; n_train training images from the database; "
-                             "database = the rest"}
+                             "database = the rest",
+                 "released": "DSRH's released evaluation: unlabelled images kept; database = training set "
+                             "= n_database images; queries = the labelled of n_query_candidates others"}
     published = {"images": 269648, "classes": 81}
     _parameter_constraints = {"protocol": [Options(*protocols)], "n_query": [Interval(int, 1, None)],
-                              "n_train": [Interval(int, 1, None)], "image_dir": [Path, None]}
+                              "n_train": [Interval(int, 1, None)], "image_dir": [Path, None],
+                              "n_database": [Interval(int, 1, None)], "n_query_candidates": [Interval(int, 1, None)]}
 
     def __init__(self, data_root, *, protocol: str = "dsrh", seed: int = 0, image_size: int = 224,
                  n_query: int = 2100, n_train: int = 10500, n_val: int = 1000, image_dir=None,
                  strict: bool = False, scale_down: bool = False, cache_dir=None,
-                 use_cache: bool = True, allow_outside_root: bool = False):
+                 use_cache: bool = True, allow_outside_root: bool = False, n_database: int = 220160,
+                 n_query_candidates: int = 5632):
         self.n_query = n_query
         self.n_train = n_train
+        self.n_database, self.n_query_candidates = n_database, n_query_candidates
+        self.drop_unlabelled = protocol != "released"  # the release keeps them in its database
         self._init(data_root, image_dir=image_dir, protocol=protocol, seed=seed,
                    image_size=image_size, n_val=n_val, strict=strict, scale_down=scale_down,
                    cache_dir=cache_dir, use_cache=use_cache, allow_outside_root=allow_outside_root)

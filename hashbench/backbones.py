@@ -1,11 +1,12 @@
-"""Backbones: any timm model as a feature extractor for hashing.
+"""Backbones: any timm model, or torchvision's AlexNet and VGG-16, as a feature extractor for hashing.
 
-The wrapper returns two pooled features per image: the final one and one from a lower stage, so
-that a hash layer can use DSRH's *bypass connection* (the paper's fc7 + fc6) on any architecture.
-timm's ``features_only`` interface provides the stages generically (CNNs and ViTs alike).
+A backbone returns two features per image, the final one and a lower one, so that a hash layer
+can use DSRH's *bypass connection* (the paper's fc7 + fc6): the torchvision family returns fc7 and
+fc6 themselves; the timm family, on any architecture, the pooled last stage and the pooled stage
+before it (timm's ``features_only`` interface, CNNs and ViTs alike) — a stand-in for fc6.
 
-No network: ``pretrained=True`` needs a local ``checkpoint`` file (loaded through timm's
-``pretrained_cfg_overlay=dict(file=...)``), unless timm already has the weights in its cache.
+No network: weights come from a local ``checkpoint`` file (for timm also ``pretrained=True`` when
+timm already has the weights in its cache); nothing is downloaded.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from hashbench.errors import HashbenchError, suggest
-from hashbench.params import Constraint
+from hashbench.params import Constraint, Options
 from hashbench.registry import BACKBONES
 
 
@@ -30,10 +31,10 @@ def _pool(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _check_weights_file(path) -> None:
-    """Refuse, in one line, a weights file that is not tensors by name: it is read first with
-    ``torch.load(weights_only=True)`` (or as safetensors), so a file that would run code when
-    unpickled, or garbage, never reaches timm's loader."""
+def _check_weights_file(path) -> dict[str, torch.Tensor]:
+    """The tensors by name of a weights file, or a one-line refusal of a file that is not that: it
+    is read with ``torch.load(weights_only=True)`` (or as safetensors), so a file that would run
+    code when unpickled, or garbage, never reaches a model's loader."""
     path = str(path)
     try:
         if path.endswith(".safetensors"):
@@ -56,6 +57,7 @@ def _check_weights_file(path) -> None:
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise HashbenchError(f"backbone checkpoint {path!r} holds no tensors by name (a state_dict); got "
                              f"{type(state).__name__}")
+    return state
 
 
 class _MissingKeys(logging.Handler):
@@ -186,3 +188,90 @@ class TimmBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lower, final = self.model(x)
         return _pool(final), _pool(lower)
+
+
+# torchvision's classifier layouts: the indices of fc6 and fc7 in ``model.classifier`` (fc8, the
+# ImageNet classifier, is dropped). AlexNet: Dropout, fc6, ReLU, Dropout, fc7, ReLU, fc8;
+# VGG-16: fc6, ReLU, Dropout, fc7, ReLU, Dropout, fc8.
+FC_LAYERS = {"alexnet": (1, 4), "vgg16": (0, 3)}
+
+
+@BACKBONES.register_module(name="torchvision")
+class TorchvisionBackbone(nn.Module):
+    """AlexNet or VGG-16 from torchvision, cut at fc7; returns (fc7, fc6), DSRH's bypass exactly.
+
+    The published tables' backbones, with the fc6/fc7 of DSRH's released network.
+
+    The forward pass is conv layers → pool → ``fc6`` → ReLU → dropout (p = 0.5) → ``fc7`` → ReLU.
+    fc6 is returned *before* its dropout and fc7 without one: the hash layer's own dropout
+    (a method's ``dropout``) acts on fc7, as in DSRH's released network (fc6 feeds the hash layer
+    before dropout, fc7 after it). torchvision's AlexNet also drops out pool5 before fc6; the
+    released network does not, and neither does this one.
+
+    Parameters
+    ----------
+    name : {"alexnet", "vgg16"}
+    checkpoint : str or None
+        A local torchvision state_dict (e.g. ``alexnet-owt-7be5be79.pth``); its ``classifier.6``
+        (fc8) tensors are ignored, every other tensor must fit. None: random initialisation
+        (torchvision's); nothing is downloaded.
+    frozen : bool
+        Freeze all weights (classic methods hash fixed features).
+
+    Attributes
+    ----------
+    dims : tuple[int, int]
+        (4096, 4096), the widths of fc7 and fc6.
+    mean, std : tuple[float, ...]
+        ImageNet's, which torchvision's weights expect.
+    input_size : tuple[int, int, int]
+        (3, 224, 224).
+    """
+
+    _parameter_constraints = {"name": [Options(*FC_LAYERS)], "checkpoint": [WeightsFile(), None]}
+
+    def __init__(self, name: str = "alexnet", *, checkpoint: str | None = None, frozen: bool = False):
+        super().__init__()
+        import torchvision
+
+        if name not in FC_LAYERS:
+            raise HashbenchError(f"unknown torchvision backbone {name!r}; valid: {', '.join(FC_LAYERS)}")
+        self.name = name
+        self.model = getattr(torchvision.models, name)(weights=None)
+        self.model.classifier[6] = nn.Identity()
+        if checkpoint is not None:
+            self._load(checkpoint)
+        i6, i7 = FC_LAYERS[name]
+        self.fc6, self.fc7 = i6, i7
+        self.drop6 = nn.Dropout(0.5)
+        self.dims = (self.model.classifier[i7].out_features, self.model.classifier[i6].out_features)
+        self.mean, self.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        self.input_size = (3, 224, 224)
+        self.frozen = frozen
+        if frozen:
+            self.requires_grad_(False)
+            self.eval()
+
+    def _load(self, checkpoint) -> None:
+        state = {k: v for k, v in _check_weights_file(checkpoint).items() if not k.startswith("classifier.6.")}
+        mine = self.model.state_dict()
+        missing = [k for k in mine if k not in state]
+        extra = [k for k in state if k not in mine]
+        wrong = [k for k in mine if k in state and state[k].shape != mine[k].shape]
+        if missing or extra or wrong:
+            what = (f"{len(missing)} of its tensors are not in the file (e.g. {missing[0]!r})" if missing else
+                    f"the file has tensors it does not (e.g. {extra[0]!r})" if extra else
+                    f"{wrong[0]!r} has shape {tuple(state[wrong[0]].shape)} in the file, "
+                    f"{tuple(mine[wrong[0]].shape)} in the model")
+            raise HashbenchError(f"backbone checkpoint {str(checkpoint)!r} does not fit torchvision {self.name}: {what}")
+        self.model.load_state_dict(state)
+
+    def train(self, mode: bool = True):
+        return super().train(mode and not self.frozen)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m = self.model
+        x = torch.flatten(m.avgpool(m.features(x)), 1)
+        fc6 = torch.relu(m.classifier[self.fc6](x))
+        fc7 = torch.relu(m.classifier[self.fc7](self.drop6(fc6)))
+        return fc7, fc6

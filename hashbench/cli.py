@@ -184,6 +184,7 @@ def cmd_list(args) -> int:
 
 def _list_methods(found: dict, summary, indent: str) -> None:
     """Methods grouped by family (pairwise, triplet, pointwise, listwise, classic, baseline), one line each."""
+    from hashbench.config import CONFIG_ROOT
     from hashbench.method import FAMILIES, family
 
     groups: dict[str, list[str]] = {}
@@ -194,6 +195,13 @@ def _list_methods(found: dict, summary, indent: str) -> None:
             print(f"{indent}{fam}:")
             for name in groups[fam]:
                 print(f"{indent}  {name:<16} {summary(found[name])}")
+    configured = sorted(p for p in (CONFIG_ROOT / "methods").glob("*.py")
+                        if not p.stem.startswith("_") and p.stem not in found)
+    if configured:
+        print(f"{indent}configured (a registered method with settings, configs/methods/NAME.py):")
+        for path in configured:
+            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+            print(f"{indent}  {path.stem:<16} {first}")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ from mmengine.config import Config, DictAction
 
 from hashbench.errors import HashbenchError, suggest
 from hashbench.params import Field, Flag, Interval, ListOf, Options, check, check_params, required_params
-from hashbench.registry import BACKBONES, DATASETS, METHODS, entries, lookup
+from hashbench.registry import BACKBONES, DATASETS, METHODS, build, entries, lookup
 from hashbench.results import check_out_folder
 from hashbench.settings import CLASSIC, EVAL, RUN, TRAIN
 from hashbench.train_log import require as require_log
@@ -271,16 +271,21 @@ def load_file(path: Path) -> dict:
         raise HashbenchError(f"config file {str(where)!r} line {err.lineno}: {err.msg}") from None
     except Exception as e:  # noqa: BLE001 - whatever the file's code raised, say where
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename.endswith(".py")
-                  and "mmengine" not in f.filename]
+                  and "mmengine" not in f.filename and Path(f.filename).resolve() != Path(__file__).resolve()]
         where = f"config file {frames[-1].filename!r} line {frames[-1].lineno}" if frames else \
             f"config file {str(path)!r}"
         raise HashbenchError(f"{where}: {type(e).__name__}: {e}".splitlines()[0]) from None
 
 
 def _merge(base: dict, extra: dict) -> dict:
+    """``extra`` over ``base``, dicts merged key by key — except under ``_delete_=True`` or when
+    ``extra`` gives a block another ``type``: the base's other keys belong to the old type, so the
+    block is replaced (``backbone.type=torchvision`` does not inherit timm's ``lower_stage``)."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and not v.get("_delete_"):
+        retyped = isinstance(v, dict) and isinstance(out.get(k), dict) and "type" in v \
+            and v["type"] != out[k].get("type")
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and not v.get("_delete_") and not retyped:
             out[k] = _merge(out[k], v)
         else:
             out[k] = copy.deepcopy({kk: vv for kk, vv in v.items() if kk != "_delete_"}
@@ -471,6 +476,10 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
         section = key.split(".", 1)[0]
         if section in cfg and not isinstance(cfg[section], dict):
             raise HashbenchError(f"cannot set {key!r}: {section!r} is not a section")
+    for key, value in dotted.items():  # SECTION.type=other: the base's keys were the old type's
+        section, _, leaf = key.partition(".")
+        if leaf == "type" and isinstance(cfg.get(section), dict) and cfg[section].get("type") != value:
+            cfg[section] = {}
     merged = Config(cfg)
     merged.merge_from_dict(dotted)
     cfg = merged.to_dict()
@@ -482,6 +491,12 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
     overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("method.")}
     run = RunConfig(checked, str(dataset_name), overrides)
     run.methods = run.method_configs()  # every method block checked now, before any data is loaded
-    for mcfg in run.methods.values():  # a missing logging library stops the run here, not after a run
-        require_log(TRAIN.check(mcfg.get("train"))["log"])
+    for name, mcfg in run.methods.items():
+        train = TRAIN.check(mcfg.get("train"))
+        require_log(train["log"])  # a missing library stops the run here
+        for bits in run.cfg["bits"]:  # parameters that contradict each other, too (cheap: no data yet)
+            try:
+                build(METHODS, mcfg["method"], n_bits=bits, random_state=run.cfg["seeds"][0])
+            except HashbenchError as e:
+                raise HashbenchError(f"method {name!r} at {bits} bits: {e}") from None
     return run

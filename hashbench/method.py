@@ -23,6 +23,7 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from hashbench.errors import HashbenchError
+from hashbench.model import HEAD_INITS
 from hashbench.params import Flag, Interval, Options, check_params
 
 N_BITS = [Interval(int, 1, 1024)]
@@ -217,6 +218,11 @@ class DeepMethod(nn.Module):
     head_lr_drop : float or None
         Fraction of training after which the rates of every parameter outside the backbone (the
         hash layer, the method's own) drop ×10 (None: never).
+    dropout : float
+        Dropout on the final feature before the hash layer (DSRH's released network: 0.5 on fc7).
+    head_init : {"default", "dsrh_released"}
+        The hash layer's initialisation: PyTorch's ``nn.Linear`` default, or DSRH's released config
+        (weights N(0, 0.01²) on both branches, bias 1).
     """
 
     RELAXATIONS = ("sigmoid", "tanh", "identity")
@@ -225,10 +231,12 @@ class DeepMethod(nn.Module):
     _parameter_constraints: dict = {
         "n_bits": N_BITS, "loss": [dict, nn.Module], "relaxation": [Options(*RELAXATIONS)], "bypass": [Flag()],
         "lr_mult": [dict, None], "head_lr_drop": [Interval(float, 0, 1), None],
+        "dropout": [Interval(float, 0, 1, closed="left")], "head_init": [Options(*HEAD_INITS)],
     }
 
     def __init__(self, n_bits: int, *, loss, relaxation: str = "sigmoid", bypass: bool = True,
-                 lr_mult: dict | None = None, head_lr_drop: float | None = None):
+                 lr_mult: dict | None = None, head_lr_drop: float | None = None, dropout: float = 0.0,
+                 head_init: str = "default"):
         from hashbench.registry import LOSSES, build
 
         super().__init__()
@@ -240,6 +248,7 @@ class DeepMethod(nn.Module):
         self.bypass = bypass
         self.lr_mult = dict(lr_mult or {})
         self.head_lr_drop = head_lr_drop
+        self.dropout, self.head_init = float(dropout), head_init
 
     # -- training data ---------------------------------------------------------------------
     def batches(self, split, *, seed: int):

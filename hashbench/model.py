@@ -9,6 +9,9 @@ import torch
 from torch import nn
 
 
+HEAD_INITS = ("default", "dsrh_released")
+
+
 class HashHead(nn.Module):
     """Hash layer ``z = W_f f + W_l l + c``: the final feature f and, with ``bypass``, a lower one l;
     with ``code_norm="batch"`` z is then batch-normalised (``head.norm``; running statistics at
@@ -17,15 +20,25 @@ class HashHead(nn.Module):
     The two branches are separate linear maps so that each can have its own learning rate, as in
     DSRH's released code (fc7 branch, fc6 branch, bias): their parameters are ``head.final.weight``,
     ``head.final.bias`` and ``head.lower.weight`` for a method's ``lr_mult`` patterns.
+
+    ``init="dsrh_released"``: weights N(0, 0.01²) on both branches and bias 1 (DSRH's released
+    config, where every bit starts at sigmoid(1) ≈ 0.73); ``"default"``: ``nn.Linear``'s.
     """
 
     def __init__(self, dims: tuple[int, int], n_bits: int, *, bypass: bool = True, dropout: float = 0.0,
-                 code_norm: str | None = None):
+                 code_norm: str | None = None, init: str = "default"):
         super().__init__()
         if code_norm not in (None, "batch"):
             raise ValueError(f"code_norm must be None or 'batch'; got {code_norm!r}")  # a method's own bug
+        if init not in HEAD_INITS:
+            raise ValueError(f"init must be one of {HEAD_INITS}; got {init!r}")  # checked in the config first
         self.final = nn.Linear(dims[0], n_bits)
         self.lower = nn.Linear(dims[1], n_bits, bias=False) if bypass else None
+        if init == "dsrh_released":
+            for layer in (self.final, self.lower):
+                if layer is not None:
+                    nn.init.normal_(layer.weight, 0.0, 0.01)
+            nn.init.constant_(self.final.bias, 1.0)
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.BatchNorm1d(n_bits) if code_norm == "batch" else None
 
@@ -40,25 +53,34 @@ class DeepHasher(nn.Module):
     """Backbone + hash head. Takes uint8 images (B, 3, H, W) (or floats in [0, 1]), returns z (B, K).
 
     Normalisation with the backbone's own mean/std happens here, on the model's device, so data
-    loading stays uint8 and cheap.
+    loading stays uint8 and cheap. A backbone that declares an ``input_size`` (C, H, W) — the
+    torchvision family's 224 × 224 — gets images of another size resized to it here (bilinear,
+    antialiased); the others take the dataset's size as it is.
     """
 
     def __init__(self, backbone: nn.Module, n_bits: int, *, bypass: bool = True, dropout: float = 0.0,
-                 code_norm: str | None = None):
+                 code_norm: str | None = None, head_init: str = "default"):
         super().__init__()
         self.backbone = backbone
-        self.head = HashHead(backbone.dims, n_bits, bypass=bypass, dropout=dropout, code_norm=code_norm)
+        self.head = HashHead(backbone.dims, n_bits, bypass=bypass, dropout=dropout, code_norm=code_norm,
+                             init=head_init)
         self.register_buffer("mean", torch.tensor(backbone.mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(backbone.std).view(1, -1, 1, 1), persistent=False)
+        size = getattr(backbone, "input_size", None)
+        self.input_hw = tuple(size[1:]) if size else None
 
     @classmethod
     def for_method(cls, backbone: nn.Module, method, **kwargs) -> "DeepHasher":
-        """The network a :class:`~hashbench.method.DeepMethod` trains: its code length, bypass and code norm."""
-        return cls(backbone, method.n_bits, bypass=method.bypass, code_norm=method.code_norm, **kwargs)
+        """The network a :class:`~hashbench.method.DeepMethod` trains: its code length, bypass, code
+        norm, dropout and hash-layer initialisation."""
+        return cls(backbone, method.n_bits, bypass=method.bypass, code_norm=method.code_norm,
+                   dropout=method.dropout, head_init=method.head_init, **kwargs)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
+        if self.input_hw is not None and tuple(x.shape[-2:]) != self.input_hw:
+            x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", align_corners=False, antialias=True)
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -92,15 +92,16 @@ class EpochKeys(Sampler):
     Across ``replicas`` processes (DDP), every process draws the same permutation (same seed) and
     takes its slice of each global batch of ``batch`` keys, so the processes' batches, gathered in
     rank order, are the single-process batches; a ragged last global batch is dropped.
+    ``shuffle=False`` walks the items in order (DSRH's released batches).
     """
 
     def __init__(self, n: int, generator: torch.Generator, *, rank: int = 0, replicas: int = 1,
-                 batch: int | None = None):
+                 batch: int | None = None, shuffle: bool = True):
         if replicas > 1 and (batch is None or batch % replicas or n < batch):
             raise HashbenchError(f"train.batch_size {batch} must be divisible by the {replicas} processes "
                                  f"and at most the {n} training items")
         self.n, self.generator, self.epoch = n, generator, 0
-        self.rank, self.replicas, self.batch = rank, replicas, batch
+        self.rank, self.replicas, self.batch, self.shuffle = rank, replicas, batch, shuffle
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -112,7 +113,7 @@ class EpochKeys(Sampler):
 
     def __iter__(self):
         epoch = self.epoch
-        keys = torch.randperm(self.n, generator=self.generator)
+        keys = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
         if self.replicas > 1:
             share = self.batch // self.replicas
             keys = keys[: self.n // self.batch * self.batch].view(-1, self.replicas, share)[:, self.rank].reshape(-1)

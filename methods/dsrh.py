@@ -7,32 +7,43 @@ For an anchor q and images x_i, x_j with similarity levels r_i > r_j (r = number
     d(q, x)        = (K - b(q)·b(x)) / 2,   b = 2 sigmoid(z) - 1
 
 plus the mean-zero (bit balance) term alpha/2 * sum_k (mean over the batch of b_k)^2 and weight
-decay in the optimiser. Z_q is the ideal DCG of the anchor's positives with natural-log discounts,
-sum_p (2^r_(p) - 1) / ln(p + 1), as in the authors' released code (the paper allows a constant).
+decay in the optimiser.
 
-Triplets are formed in the mini-batch: every image is an anchor, and every ordered pair of other
-batch images with r_i > r_j is a triplet — all of them, as one masked (B, B, B) tensor computed in
-anchor chunks (:func:`hashbench.losses.weighted_ranking_hinge`: one (chunk, B, B) buffer holds the
-hinge and then its gradient mask, so the triplets cost a few passes over B^3 numbers). The batch
-loss is the mean over anchors (``reduction="sum"`` sums instead).
+hashbench's ``dsrh`` is the paper's loss on all in-batch triplets: every image is an anchor, and
+every ordered pair of other batch images with r_i > r_j is a triplet — all of them, as one masked
+(B, B, B) tensor computed in anchor chunks (:func:`hashbench.losses.weighted_ranking_hinge`: one
+(chunk, B, B) buffer holds the hinge and then its gradient mask, so the triplets cost a few passes
+over B^3 numbers). The batch loss is the mean over anchors (``reduction="sum"`` sums instead).
+Two of its choices are hashbench's own generalisations, not the released code's:
 
-``sampler="released"`` trains on the released code's triplets instead: per anchor, partners drawn
-from the whole training set at chosen levels, rare labels' anchors repeated (its own batch source,
-:class:`hashbench.methods.dsrh_sampler.ReleasedTriplets`; the loss then takes them as explicit
-weighted tuples); ``batch_size`` then counts anchors (four images each). An anchor whose rarest
-label has n_c images is repeated ``floor(balance_count / n_c) + 1`` times per epoch
-(``balance_count`` = 3000 in the released code).
+- Z_q is the ideal DCG of *all* the anchor's other batch items, sum_p (2^r_(p) - 1) / ln(p + 1)
+  over their relevances in decreasing order — the released code normalises by the two sampled
+  partners' DCG (the paper allows a constant: ``normalize="none"``);
+- the margin is rho = 5K/64 (2.5 at 32 bits): the release hard-codes rho = 5 and only ran 64 bits,
+  and a fixed 5 leaves 16-bit codes no room to rank four levels (``margin=5`` restores it).
+
+The authors' released code (``zhaofang0627/cuda-convnet-for-hashing``; ``shared/docs/dsrh.md``)
+trains differently in several ways, each an option here (``configs/methods/dsrh_as_released.py``
+turns them all on):
+
+- ``sampler="released"``: its triplets — per anchor, partners drawn from the whole training set at
+  chosen levels, rare labels' anchors repeated (:mod:`hashbench.methods.dsrh_sampler`; the loss
+  takes them as explicit weighted tuples); an anchor whose rarest label has n_c images is repeated
+  ``floor(balance_count / n_c) + 1`` times per epoch (3000 in the release). With it,
+  ``self_pair=True`` lets the anchor count in its own relevance, as the release does, and
+  ``rows=True`` makes the batches the release's: triplet rows in order, ``batch_size`` counting rows.
+- ``balance="released"``: the balance term on each triplet row's anchor, scaled by the row's weight
+  and divided by the number of rows (:func:`released_balance`) — about 1/N of ``alpha`` with the
+  default ``balance="batch"``, which is roughly two orders of magnitude stronger than released.
+- ``dropout=0.5`` on the final feature before the hash layer and ``head_init="dsrh_released"``
+  (N(0, 0.01²) weights, bias 1); the release's fc6/fc7 exactly with the ``torchvision`` backbones.
+- learning rates: the default multipliers are the release's for the hash layer — ×10 (fc7 branch),
+  ×2.5 (fc6 branch), ×20 (bias), dropping ×10 halfway through training — but the backbone's biases
+  stay at ×1 with weight decay, where the release has ×2 and no decay on any bias (``lr_mult``).
 
 The same loss with ``weighting="none"`` and ``similarity="binary"`` is the plain triplet ranking
 loss of Lai et al. (CVPR 2015): the ``triplet`` baseline is a variant of this method, not new code.
 DSRH's ablations are variants too, at the bottom of this file (``dsrh_nobypass``, ...).
-
-Defaults are the paper's / released code's values: margin rho = 5 at K = 64 bits (the released code's
-only setting; hashbench keeps that ratio, rho = 5K/64, so 2.5 at 32 bits — a fixed rho = 5 leaves
-16-bit codes no room to rank four levels; ``margin=5`` restores the constant), balance
-weight alpha = 1, sigmoid relaxation, bypass connection, weight decay 5e-4 (in the schedule),
-learning-rate multipliers hash-layer 10x (fc7 branch), 2.5x (fc6 branch), 20x (bias), and the hash
-layer's rates dropping x10 halfway through training.
 """
 from __future__ import annotations
 
@@ -43,12 +54,13 @@ from hashbench.losses import (HashLoss, balance, not_self, ranked_pairs, reduce,
                               weighted_ranking_hinge)
 from hashbench.losses import similarity as label_similarity
 from hashbench.method import DeepMethod, variant
-from hashbench.params import Interval, Options
+from hashbench.params import Flag, Interval, Options
 from hashbench.registry import LOSSES, METHODS
 
 WEIGHTINGS = ("ndcg", "none")
 SAMPLERS = ("in_batch", "released")
 NORMALIZATIONS = ("idcg", "none")
+BALANCES = ("batch", "released")
 
 
 def ndcg_weights(rel: torch.Tensor, anchors: torch.Tensor | None = None,
@@ -72,6 +84,25 @@ def ndcg_weights(rel: torch.Tensor, anchors: torch.Tensor | None = None,
     return w.div_(z.clamp_min(1e-12)[:, None, None])
 
 
+def released_balance(anchor_codes: torch.Tensor, weights: torch.Tensor, alpha: float
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The released code's balance term on N triplet rows: ``(term, E)``.
+
+    ``anchor_codes`` (N, K) are the rows' anchor codes, ``weights`` (N,) their triplet weights,
+    E = 1/2 sum_k m_k^2 with m the mean of the N anchor codes. The released code has the term only
+    as a gradient (``kLocRankGrad``): row r's anchor gets ``alpha * w_r * dE/db_r``, and, like every
+    gradient in cuda-convnet, the total is divided by N. ``term``'s gradient is exactly that
+    (``alpha / N * w_r * m_k / N`` on b_rk); its value is ``alpha * mean(w) / N * E``, the loss
+    whose gradient it is when the weights are equal.
+    """
+    n = anchor_codes.shape[0]
+    m = anchor_codes.mean(dim=0)
+    e = 0.5 * m.pow(2).sum()
+    surrogate = (weights[:, None] * anchor_codes * m.detach()).sum() * (alpha / n ** 2)
+    value = alpha * weights.mean() / n * e
+    return value.detach() + surrogate - surrogate.detach(), e
+
+
 @LOSSES.register_module(name="dsrh")
 class DSRHLoss(HashLoss):
     """DSRH's weighted triplet ranking loss on all in-batch triplets (or on given weighted tuples),
@@ -83,10 +114,16 @@ class DSRHLoss(HashLoss):
         rho, in Hamming units.
     alpha : float
         Weight of the mean-zero (bit balance) term.
+    balance : {"batch", "released"}
+        ``batch``: alpha/2 * sum_k (mean over the batch's anchors of b_k)^2 added to the reduced
+        ranking loss. ``released``: the released code's scaling (:func:`released_balance`) on the
+        triplet rows of explicit tuples — per row, by its weight, divided by the number of rows,
+        about 1/N of ``batch``'s strength; needs tuples (the released sampler).
     weighting : {"ndcg", "none"}
         ``ndcg``: w = (2^r_i - 2^r_j) / Z; ``none``: w = 1 (plain triplet ranking loss).
     normalize : {"idcg", "none"}
-        Z_q: the anchor's ideal DCG (released code) or 1 (the paper's "may be omitted").
+        Z_q: the ideal DCG of the anchor's other batch items (hashbench's in-batch form of the released
+        code's two-partner DCG) or 1 (the paper's "may be omitted").
     similarity : str
         How labels become the level r: ``graded`` (shared-label count), ``binary``, ``cosine``.
     reduction : {"mean", "sum"}
@@ -100,11 +137,12 @@ class DSRHLoss(HashLoss):
     takes = frozenset({"tuples"})
     _parameter_constraints = {
         "margin": [Interval(float, 0, None)], "alpha": [Interval(float, 0, None)],
+        "balance": [Options(*BALANCES)],
         "weighting": [Options(*WEIGHTINGS)], "normalize": [Options(*NORMALIZATIONS)],
         "reduction": [Options("mean", "sum")], "chunk": [Interval(int, 1, None)],
     }
 
-    def __init__(self, *, margin: float = 5.0, alpha: float = 1.0, weighting: str = "ndcg",
+    def __init__(self, *, margin: float = 5.0, alpha: float = 1.0, balance: str = "batch", weighting: str = "ndcg",
                  normalize: str = "idcg", similarity: str = "graded", reduction: str = "mean",
                  chunk: int = 256):
         super().__init__()
@@ -112,7 +150,9 @@ class DSRHLoss(HashLoss):
             raise HashbenchError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
         if normalize not in NORMALIZATIONS:
             raise HashbenchError(f"unknown normalize {normalize!r}; valid: {', '.join(NORMALIZATIONS)}")
-        self.margin, self.alpha = float(margin), float(alpha)
+        if balance not in BALANCES:
+            raise HashbenchError(f"unknown balance {balance!r}; valid: {', '.join(BALANCES)}")
+        self.margin, self.alpha, self.balance = float(margin), float(alpha), balance
         self.weighting, self.normalize, self.reduction = weighting, normalize, reduction
         self.similarity_name = similarity
         self.similarity = label_similarity(similarity)
@@ -153,17 +193,26 @@ class DSRHLoss(HashLoss):
     def forward(self, codes: torch.Tensor, labels: torch.Tensor, indices=None, tuples=None, ref=None
                 ) -> dict[str, torch.Tensor]:
         """All in-batch triplets; with ``tuples`` (the released sampler's) only those, weighted as
-        given, and the balance term on the anchors' codes, as in the released code."""
+        given, and the balance term on the anchors' codes (``balance="released"``: on the anchor
+        of each tuple of weight > 0, scaled as in the released code)."""
         if tuples is None:
+            if self.balance == "released":
+                raise HashbenchError("DSRH's balance='released' scales the balance term per triplet row and needs "
+                                     "the released sampler's tuples (sampler='released'); use balance='batch'")
             per_anchor, active = self.triplet_terms(codes, labels)
             anchor_codes = codes
         else:
             per_anchor, anchors, active = self.tuple_terms(codes, tuples)
             anchor_codes = codes[anchors]
         triplet = reduce(per_anchor, self.reduction)
-        bal = balance(anchor_codes)
-        return dict(loss=triplet + self.alpha * bal, triplet=triplet.detach(), balance=bal.detach(),
-                    active=active.detach())
+        if self.balance == "released":
+            rows = tuples.weight > 0
+            term, bal = released_balance(codes[tuples.index[rows, 0]], tuples.weight[rows].to(codes.dtype),
+                                         self.alpha)
+        else:
+            bal = balance(anchor_codes)
+            term = self.alpha * bal
+        return dict(loss=triplet + term, triplet=triplet.detach(), balance=bal.detach(), active=active.detach())
 
 
 def released_lr_mult(bypass: bool) -> dict[str, float]:
@@ -181,31 +230,43 @@ class DSRH(DeepMethod):
         "margin": [Interval(float, 0, None), None], "alpha": [Interval(float, 0, None)],
         "weighting": [Options(*WEIGHTINGS)], "normalize": [Options(*NORMALIZATIONS)],
         "reduction": [Options("mean", "sum")], "sampler": [Options(*SAMPLERS)],
-        "balance_count": [Interval(int, 1, None)],
+        "balance_count": [Interval(int, 1, None)], "balance": [Options(*BALANCES)],
+        "self_pair": [Flag()], "rows": [Flag()],
     }
 
-    def __init__(self, n_bits: int, *, margin: float | None = None, alpha: float = 1.0, weighting: str = "ndcg",
-                 normalize: str = "idcg", similarity: str = "graded", reduction: str = "mean",
-                 relaxation: str = "sigmoid", bypass: bool = True, lr_mult: dict | None = None,
-                 head_lr_drop: float | None = 0.5, sampler: str = "in_batch", balance_count: int = 3000):
+    def __init__(self, n_bits: int, *, margin: float | None = None, alpha: float = 1.0, balance: str = "batch",
+                 weighting: str = "ndcg", normalize: str = "idcg", similarity: str = "graded",
+                 reduction: str = "mean", relaxation: str = "sigmoid", bypass: bool = True,
+                 lr_mult: dict | None = None, head_lr_drop: float | None = 0.5, sampler: str = "in_batch",
+                 balance_count: int = 3000, self_pair: bool = False, rows: bool = False, dropout: float = 0.0,
+                 head_init: str = "default"):
         if sampler not in SAMPLERS:
             raise HashbenchError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
         if isinstance(balance_count, bool) or not isinstance(balance_count, int) or balance_count < 1:
             raise HashbenchError(f"balance_count must be an integer >= 1; got {balance_count!r}")
+        needs_released = [k for k, on in (("balance='released'", balance == "released"),
+                                          ("self_pair", self_pair), ("rows", rows)) if on]
+        if needs_released and sampler != "released":
+            raise HashbenchError(f"dsrh: {needs_released[0]} belongs to the released code's triplets; it needs "
+                                 "sampler='released' (in-batch triplets have no rows)")
         super().__init__(
             n_bits,
             loss=dict(type="dsrh", margin=5.0 * n_bits / 64 if margin is None else margin, alpha=alpha,
-                      weighting=weighting, normalize=normalize, similarity=similarity, reduction=reduction),
+                      balance=balance, weighting=weighting, normalize=normalize, similarity=similarity,
+                      reduction=reduction),
             relaxation=relaxation, bypass=bypass,
-            lr_mult=released_lr_mult(bypass) if lr_mult is None else lr_mult, head_lr_drop=head_lr_drop)
+            lr_mult=released_lr_mult(bypass) if lr_mult is None else lr_mult, head_lr_drop=head_lr_drop,
+            dropout=dropout, head_init=head_init)
         self.sampler, self.balance_count = sampler, balance_count
+        self.self_pair, self.rows = bool(self_pair), bool(rows)
 
     def batches(self, split, *, seed: int):
         """All in-batch triplets of shuffled images, or (``sampler="released"``) the released code's."""
         if self.sampler == "released":
             from hashbench.methods.dsrh_sampler import ReleasedTriplets
 
-            return ReleasedTriplets(split, seed=seed, balance_count=self.balance_count)
+            return ReleasedTriplets(split, seed=seed, balance_count=self.balance_count, self_pair=self.self_pair,
+                                    rows=self.rows)
         return super().batches(split, seed=seed)
 
 

@@ -187,3 +187,44 @@ def test_an_image_list_entry_climbing_out_of_the_image_folder_is_refused(nuswide
             f"'../0002_1014.jpg' at {list_file} line 3)") in err
     assert main(words[:-1] + ["allow_outside_root=true", "--json"]) == 0
     assert '"missing": 2' in capsys.readouterr().out  # read where it leads: Flickr/../0002_1014.jpg
+
+
+def test_nuswide81_released_protocol_keeps_unlabelled_images_in_the_database(nuswide_tree):
+    """DSRH's released evaluation: database = training set with the unlabelled images; queries =
+    the labelled among the candidates; val from the rest; deterministic under the seed."""
+    root, truth = nuswide_tree
+    ds = nus("nuswide81", root, protocol="released", n_database=100, n_query_candidates=30)
+    index = {r: i for i, r in enumerate(truth["rels"])}
+    sets = {k: {index[r] for r in ds.get(k).rel_paths} for k in ds.splits()}
+    usable = set(range(150)) - {6}  # the missing one; the unlabelled images (4, 40) stay
+    assert set(ds.pool.tolist()) == usable
+    assert sets["train"] == sets["database"] and len(sets["database"]) == 100
+    # the rule, written out: a seeded permutation of the usable images in list order
+    order = np.random.default_rng(0).permutation(sorted(usable))
+    labelled = truth["labels"].any(1)
+    assert sets["database"] == set(order[:100].tolist())
+    assert sets["query"] == {i for i in order[100:130].tolist() if labelled[i]}
+    assert sets["val"] == set([i for i in order[130:].tolist() if labelled[i]][:4])
+    # the permutation is seeded: the same splits again, others under another seed
+    again = nus("nuswide81", root, protocol="released", n_database=100, n_query_candidates=30)
+    assert [again.get(k).rel_paths for k in again.splits()] == [ds.get(k).rel_paths for k in ds.splits()]
+    other = nus("nuswide81", root, protocol="released", n_database=100, n_query_candidates=30, seed=1)
+    assert other.get("query").rel_paths != ds.get("query").rel_paths
+
+
+def test_nuswide81_released_protocol_counts_hold_unlabelled_in_database_and_out_of_queries(tmp_path):
+    """A tree where many images are unlabelled: some reach the database, none the queries."""
+    root = tmp_path / "nus"
+    truth = make_nuswide(root, n=120, unlabelled=tuple(range(0, 120, 4)), missing=(), corrupt=())
+    ds = nus("nuswide81", root, protocol="released", n_database=80, n_query_candidates=24, n_val=0)
+    index = {r: i for i, r in enumerate(truth["rels"])}
+    db = [index[r] for r in ds.get("database").rel_paths]
+    query = [index[r] for r in ds.get("query").rel_paths]
+    n_unlabelled_db = sum(not truth["labels"][i].any() for i in db)
+    assert len(db) == 80 and n_unlabelled_db > 10  # about a quarter of 80
+    candidates_left = set(range(120)) - set(db)
+    assert len(query) < 24 and all(truth["labels"][i].any() for i in query)
+    assert set(query) <= candidates_left
+    assert ds.splits() == ("train", "query", "database")
+    with pytest.raises(HashbenchError, match="asks for 200 database and 24 query-candidate images"):
+        nus("nuswide81", root, protocol="released", n_database=200, n_query_candidates=24, n_val=0).get("query")

@@ -1,5 +1,6 @@
 """Every real dataset name runs through `hashbench run` and `hashbench data verify` on a small tree."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +74,27 @@ def test_deep_method_on_features_is_refused_in_one_line(tmp_path, capsys):
                  "methods=dsrh"]) == 2
     err = capsys.readouterr().err
     assert "dsrh is a deep method" in err and "use a classic method" in err and err.count("\n") == 1
+
+
+def test_the_dsrh_release_recipe_runs_on_nuswide_with_alexnet(tmp_path):
+    """The release recipe end to end: released protocol, torchvision AlexNet from a weights file,
+    the released sampler's rows, balance scaling, head and learning rates; sizes shrunk to a tree."""
+    import torch
+    import torchvision
+
+    make_nuswide(tmp_path / "nus", n=90)
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    out = tmp_path / "out"
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "dsrh-as-released_alexnet_sgd-50e_nuswide81-released.py"
+    words = ["run", f"config={recipe}", f"out={out}",
+             f"data_root={tmp_path / 'nus'}", f"backbone.checkpoint={weights}", "bits=16", "epochs=1",
+             "dataset.image_size=16", "dataset.n_database=40", "dataset.n_query_candidates=12", "dataset.n_val=0",
+             "method.balance_count=1", "train.batch_size=32", "train.workers=0"]
+    assert main(words) == 0
+    rec = json.loads((out / "results.jsonl").read_text())
+    method = rec["config"]["method"]
+    assert (method["sampler"], method["self_pair"], method["rows"], method["balance"]) == ("released", True, True,
+                                                                                          "released")
+    assert rec["config"]["backbone"]["type"] == "torchvision" and rec["config"]["dataset"]["protocol"] == "released"
+    assert rec["train_log"][0]["triplet"] > 0 and 0 <= rec["metrics"]["map"] <= 1

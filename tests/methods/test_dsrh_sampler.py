@@ -78,7 +78,7 @@ def test_a_batch_unpacks_into_its_images_and_weighted_tuples():
 
 
 def test_no_negative_or_no_label_is_refused():
-    with pytest.raises(HashbenchError, match="no anchor with a negative"):
+    with pytest.raises(HashbenchError, match="no anchor with both a negative"):
         ReleasedTriplets(split_of([[1, 0], [1, 1], [1, 0]]))
     with pytest.raises(HashbenchError, match="needs labelled training images"):
         ReleasedTriplets(split_of([[0, 0], [0, 0]]))
