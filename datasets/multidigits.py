@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hashbench.datasets.base import ArraySplit, HashingDataset, cache_root
+from hashbench.datasets.base import SPLITS, ArraySplit, HashingDataset, cache_root
 from hashbench.errors import HashbenchError
 from hashbench.params import Interval
 from hashbench.registry import DATASETS
@@ -111,6 +111,9 @@ class MultiDigits(HashingDataset):
         Seed of the generator (independent of the training seed).
     cache_dir : str or None
         Where generated canvases are cached; default ``$HASHBENCH_CACHE`` or ``~/.cache/hashbench``.
+    n_val : int
+        Training canvases set aside, seeded by ``seed``, as the ``val`` split (model selection);
+        the training split is the others. 0 (default): no ``val`` split.
     """
 
     name = "multidigits"
@@ -119,11 +122,11 @@ class MultiDigits(HashingDataset):
         "n_train": [Interval(int, 1, None)], "n_query": [Interval(int, 1, None)], "n_database": [Interval(int, 1, None)],
         "canvas_size": [Interval(int, 8, None)], "max_digits": [Interval(int, 1, 4)],
         "unseen_fraction": [Interval(float, 0, 1, closed="neither")], "seed": [Interval(int, 0, None)],
-        "cache_dir": [str, None],
+        "cache_dir": [str, None], "n_val": [Interval(int, 0, None)],
     }
 
     def __init__(self, *, n_train=3000, n_query=500, n_database=3000, canvas_size=32, max_digits=4,
-                 unseen_fraction=0.3, seed=0, cache_dir=None):
+                 unseen_fraction=0.3, seed=0, cache_dir=None, n_val=0):
         if not 1 <= max_digits <= 4:
             raise HashbenchError(f"multidigits: max_digits must be 1..4 (one per cell); got {max_digits}")
         if canvas_size < 8 or canvas_size % 2:
@@ -138,6 +141,14 @@ class MultiDigits(HashingDataset):
                                         sort_keys=True).encode()).hexdigest()[:16]
         self.cache_path = Path(cache_dir or cache_root()) / f"multidigits-{key}.npz"
         self._arrays = self._load_or_generate()
+        self.n_val = int(n_val)
+        if self.n_val >= self.params["n_train"]:
+            raise HashbenchError(f"multidigits: n_val={self.n_val} would take all {self.params['n_train']} training "
+                                 "canvases; lower n_val")
+        # rows of the generated training canvases: val ones and the rest, each in their order
+        val = np.zeros(self.params["n_train"], bool)
+        val[np.random.default_rng((self.params["seed"], 1)).permutation(len(val))[:self.n_val]] = True
+        self._rows = {"train": np.flatnonzero(~val), "val": np.flatnonzero(val)}
 
     def _expected_shapes(self) -> dict[str, tuple]:
         side = self.params["canvas_size"]
@@ -179,10 +190,19 @@ class MultiDigits(HashingDataset):
         atomic_write(self.cache_path, lambda tmp: np.savez_compressed(tmp, **arrays))
         return arrays
 
+    def splits(self) -> tuple[str, ...]:
+        return SPLITS + (("val",) if self.n_val else ())
+
     def split(self, name: str) -> ArraySplit:
+        if name in ("train", "val") and self.n_val:
+            rows = self._rows[name]
+            x, y = self._arrays["train_x"][rows], self._arrays["train_y"][rows]
+            return ArraySplit(x, y, ids=[f"train/{i}" for i in rows])
         y = self._arrays[f"{name}_y"]
         return ArraySplit(self._arrays[f"{name}_x"], y, ids=[f"{name}/{i}" for i in range(len(y))])
 
     def instances(self, name: str) -> np.ndarray:
         """(n, 4) indices into ``load_digits()`` of the digit drawn in each cell, -1 if empty."""
+        if name in ("train", "val") and self.n_val:
+            return self._arrays["train_instances"][self._rows[name]]
         return self._arrays[f"{name}_instances"]

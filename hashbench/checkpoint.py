@@ -132,6 +132,8 @@ def fingerprint(method, model, cfg: dict, seed: int) -> str:
     """What must match for a checkpoint to continue this run (not workers, not the device)."""
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     shapes.update({f"method.{k}": list(v.shape) for k, v in method.state_dict().items()})
-    return json.dumps(dict(method=type(method).__name__, n_bits=method.n_bits, seed=seed,
-                           train={k: cfg.get(k) for k in TRAJECTORY_KEYS}, shapes=shapes),
+    train = {k: cfg.get(k) for k in TRAJECTORY_KEYS}
+    if cfg.get("select"):  # a checkpoint's best epoch was chosen by this (absent: no selection)
+        train.update(select=cfg["select"], select_every=cfg.get("select_every"))
+    return json.dumps(dict(method=type(method).__name__, n_bits=method.n_bits, seed=seed, train=train, shapes=shapes),
                       sort_keys=True, default=str)

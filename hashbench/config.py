@@ -494,6 +494,13 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
     for name, mcfg in run.methods.items():
         train = TRAIN.check(mcfg.get("train"))
         require_log(train["log"])  # a missing library stops the run here
+        if train["select"] is not None:
+            from hashbench.metrics import parse_metric
+
+            try:
+                parse_metric(train["select"])
+            except HashbenchError as e:
+                raise HashbenchError(f"train.select: {e}") from None
         for bits in run.cfg["bits"]:  # parameters that contradict each other, too (cheap: no data yet)
             try:
                 build(METHODS, mcfg["method"], n_bits=bits, random_state=run.cfg["seeds"][0])

@@ -107,6 +107,31 @@ class Runner:
             self.dataset = build(DATASETS, self.cfg["dataset"])
             self.splits = {s: self.dataset.get(s) for s in ("train", "query", "database")}
             self.data = self.dataset.fingerprint(tuple(self.splits))
+            selecting = [n for n, m in self.run_config.methods.items() if TRAIN.check(m.get("train"))["select"]]
+            if selecting and "val" not in self.dataset.splits():
+                raise HashbenchError(f"train.select ({selecting[0]}) chooses the epoch on the val split, and dataset "
+                                     f"{self.dataset_name!r} has none; set dataset.n_val=N (the queries are never "
+                                     "used for it)")
+            if selecting:
+                self.splits["val"] = self.dataset.get("val")
+
+    def _validation(self, method, mcfg: dict):
+        """``validate(model)`` for ``train.select``: the val split's codes as queries against the
+        training set's, scored by the chosen metric under the run's evaluation conventions."""
+        from hashbench.metrics import evaluate
+
+        train = TRAIN.check(mcfg["train"])
+        metric, ev = train["select"], mcfg["eval"]
+        vl, tl = _labels(self.splits["val"]), _labels(self.splits["train"])
+
+        def validate(model):
+            network = lambda split: encode_deep(model, split, self.device, train["encode_batch_size"],  # noqa: E731
+                                                train["precision"])
+            v = method.encode("query", self.splits["val"], network)
+            t = method.encode("database", self.splits["train"], network)
+            return evaluate(v, t, vl, tl, metrics=[metric], ties=ev["ties"], ap_denominator=ev["ap_denominator"],
+                            no_relevant=ev["no_relevant"])[metric]
+        return validate
 
     def plan(self) -> list[Job]:
         """Every (method, bits, seed) of the sweep, in the order they run."""
@@ -271,7 +296,7 @@ class Runner:
         method = build(METHODS, mcfg["method"], n_bits=bits, random_state=seed)
         label = f"{name} {bits} bits seed {seed}"
         t0 = time.perf_counter()
-        log = []
+        log, selection = [], None
         if isinstance(method, DeepMethod):
             if self.dataset.kind != "images":
                 raise HashbenchError(f"{name} is a deep method and trains a backbone on images, but dataset "
@@ -284,9 +309,10 @@ class Runner:
             kind = TRAIN.check(mcfg["train"])["log"]
             log_to = open_log(kind, self.out, f"{name}_{bits}bits_seed{seed}_{chash[:8]}", resolved_config(mcfg)) \
                 if self.world.is_main else None
+            validate = self._validation(method, mcfg) if TRAIN.check(mcfg["train"])["select"] else None
             try:
                 log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label,
-                                 checkpoint=str(checkpoint), world=self.world, log_to=log_to)
+                                 checkpoint=str(checkpoint), world=self.world, log_to=log_to, validate=validate)
             finally:
                 if log_to is not None:
                     log_to.close()
@@ -294,6 +320,10 @@ class Runner:
             if not self.world.is_main:
                 return None
             train = TRAIN.check(mcfg["train"])
+            chosen = next((e for e in log if e.get("selected")), None)
+            if chosen is not None:
+                selection = dict(metric=train["select"], every=train["select_every"], epoch=chosen["epoch"],
+                                 value=chosen["val"], split="val", data=self.dataset.fingerprint(("val",)))
             batch, precision = train["encode_batch_size"], train["precision"]
             network = lambda split: encode_deep(model, split, self.device, batch, precision)  # noqa: E731
             q, d = (method.encode(s, self.splits[s], network) for s in ("query", "database"))
@@ -314,7 +344,8 @@ class Runner:
         base = dict(method=name, dataset=self.dataset_name, bits=bits, seed=seed, config_hash=chash,
                     codes=f"codes/{stem(chash, bits, seed)}.npz", train_seconds=train_s, device=str(self.device),
                     train_log=log, config=resolved, data=self.data, versions=versions(), git_commit=git_commit(),
-                    run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                    run_id=self.run_id, time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    **({"selection": selection} if selection else {}))
         self.store.save_codes(base, q, d, ql, dl)  # before scoring: an interrupted evaluation costs no training
         ev = mcfg["eval"]
         scores, info, eval_s, ref = score(q, d, ql, dl, ev, ev["metrics"], label, store=self.store,

@@ -24,6 +24,11 @@ TRAIN = Schema("train", {
     "encode_batch_size": Field([Interval(int, 1, None)], 256, "batch size when encoding"),
     "channels_last": Field([Flag(), None], None, "channels-last memory format (default: on CUDA only)"),
     "sync_bn": Field([Flag()], True, "distributed CUDA runs: BatchNorm statistics over the global batch"),
+    "select": Field([str, None], None, "model selection: keep the epoch that scores best by this metric (e.g. "
+                                        "map@1000) with the val split as queries against the training set; "
+                                        "none: the last epoch (the papers' practice)"),
+    "select_every": Field([Interval(int, 1, None)], 1, "with train.select: validate every N epochs and after "
+                                                       "the last"),
     "log": Field([Options("none", "tensorboard", "wandb")], "none",
                  "per-epoch loss terms and learning rates to TensorBoard (out/logs/) or wandb (offline unless "
                  "WANDB_MODE or WANDB_API_KEY is set); not part of the config hash"),

@@ -83,8 +83,12 @@ def _usable_checkpoint(checkpoint, fp: str, label: str) -> dict | None:
         return None
 
 
+def _cpu_copy(state: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+
+
 def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int, label: str = "", *,
-               checkpoint: str | os.PathLike | None = None, world=None, log_to=None) -> list[dict]:
+               checkpoint: str | os.PathLike | None = None, world=None, log_to=None, validate=None) -> list[dict]:
     """Train ``model`` (a :class:`~hashbench.model.DeepHasher`) and ``method`` on ``split``.
 
     Parameters
@@ -105,13 +109,22 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         damaged (its sha256 fails), of another format or of another configuration is moved aside
         to ``<name>.bad`` with a warning, and training starts from scratch.
     log_to : a :mod:`hashbench.train_log` log or None
-        Gets each epoch's loss, terms, learning rates and seconds (the main process only).
+        Gets each epoch's loss, terms, learning rates, seconds and validation score (the main
+        process only).
+    validate : callable or None
+        Model selection (``train.select``): ``validate(model) -> float`` (higher is better; the
+        model in eval mode) is called on the main process after every ``train.select_every``-th
+        epoch and after the last; its value is the epoch log's ``val``. The weights (and the method's state) of the best
+        epoch — the first of equal ones — are restored at the end and its log gets
+        ``selected=True``. The random state is the same after a validation as before it, so the
+        training trajectory does not depend on whether one is made.
     world : :class:`hashbench.distributed.World` or None
         When it spans several processes: the data is sharded, the model wrapped in DDP, and the
         loss computed on the *global* batch (relaxed codes, labels, rows and tuples gathered from
         every process), so that the update equals one process's update on the same global batch.
 
-    Returns the per-epoch logs: ``epoch``, ``loss``, ``seconds`` and the loss's named terms.
+    Returns the per-epoch logs: ``epoch``, ``loss``, ``seconds``, the loss's named terms and,
+    with ``validate``, ``val`` and ``selected``.
     The training step never waits for the device: logged values are summed on the device and
     read once per epoch.
     """
@@ -140,7 +153,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     steps = epochs * len(loader)
     sched = schedule(optimizer, groups, cosine=cfg["cosine"], steps=steps, drop_at=method.head_lr_drop)
 
-    logs, start = [], 0
+    logs, start, best = [], 0, None
+    every = cfg["select_every"]
     fp = fingerprint(method, model, {**cfg, "precision": precision}, seed)
     state = _usable_checkpoint(checkpoint, fp, label) if checkpoint is not None else None
     if state is not None:
@@ -155,6 +169,7 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
         set_rng_state(rngs[world.rank] if distributed and len(rngs) == world.world_size else rngs[0],
                       sampler_generator)
         logs, start = list(state["logs"]), int(state["epoch"])
+        best = state.get("best")
         if is_main:
             note(f"{label} resuming from epoch {start} of {epochs} (checkpoint {checkpoint})")
 
@@ -206,6 +221,14 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
             if not np.isfinite(log["loss"]):
                 raise HashbenchError(f"{label}: the loss became {log['loss']} in epoch {epoch + 1}; lower train.lr")
             logs.append(log)
+            if validate is not None and is_main and ((epoch + 1) % every == 0 or epoch + 1 == epochs):
+                model.eval()
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    log["val"] = float(validate(model))
+                net.train()
+                if best is None or log["val"] > best["value"]:
+                    best = dict(value=log["val"], epoch=epoch + 1, model=_cpu_copy(model.state_dict()),
+                                method=_cpu_copy(method.state_dict()))
             if checkpoint is not None:
                 rng = rng_state(sampler_generator)
                 rngs = world.all_gather_object(rng) if distributed else [rng]
@@ -213,12 +236,18 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
                     save_checkpoint(checkpoint, dict(
                         format=FORMAT, fingerprint=fp, epoch=epoch + 1, model=model.state_dict(),
                         method=method.state_dict(), optimizer=wrapper.state_dict(),
-                        scheduler=sched.state_dict(), logs=logs, rng=rngs))
+                        scheduler=sched.state_dict(), logs=logs, rng=rngs,
+                        **({"best": best} if best is not None else {})))
                 if distributed:
                     world.barrier()
             if is_main:
                 if log_to is not None:
                     log_to.epoch(epoch + 1, epoch_values(log, optimizer))
                 extra = "".join(f" {k} {log[k]:.4g}" for k in terms)
-                progress.advance(status=f"loss {log['loss']:.4f}{extra} ({log['seconds']:.1f}s)")
+                val = f" val {log['val']:.4f}" if "val" in log else ""
+                progress.advance(status=f"loss {log['loss']:.4f}{extra}{val} ({log['seconds']:.1f}s)")
+    if best is not None:
+        model.load_state_dict(best["model"])
+        method.load_state_dict(best["method"])
+        logs = [dict(log, selected=True) if log["epoch"] == best["epoch"] else log for log in logs]
     return logs

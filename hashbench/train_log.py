@@ -1,7 +1,8 @@
 """Training curves where people look for them (``train.log``): TensorBoard event files or a wandb run.
 
 A log gets one call per epoch, ``epoch(n, values)``, with the epoch's mean loss and its named
-terms, the learning rate of every optimiser group at the epoch's end, and the epoch's seconds.
+terms, the learning rate of every optimiser group at the epoch's end, the epoch's seconds and,
+with model selection (``train.select``), the validation score ``val``.
 Both libraries are optional extras; :func:`require` says which one is missing before any work.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ def require(kind: str) -> None:
 
 
 class TensorBoardLog:
-    """Scalars ``loss``, ``terms/<term>``, ``lr/<group>``, ``seconds`` per epoch in ``directory``;
+    """Scalars ``loss``, ``terms/<term>``, ``lr/<group>``, ``seconds`` (and ``val``) per epoch in ``directory``;
     the run's config as text. A resumed run adds an event file to the same folder."""
 
     def __init__(self, directory: Path, config: dict):
@@ -87,8 +88,8 @@ def open_log(kind: str, out: Path, name: str, config: dict):
 def epoch_values(log: dict, optimizer) -> dict[str, float]:
     """What a log records of one epoch: from train's per-epoch ``log`` and the optimiser's groups
     (a group name shared by several groups gets ``#2``, ``#3``...)."""
-    values = {"loss": log["loss"], "seconds": log["seconds"]}
-    values.update({f"terms/{k}": v for k, v in log.items() if k not in ("epoch", "loss", "seconds")})
+    values = {k: log[k] for k in ("loss", "seconds", "val") if k in log}
+    values.update({f"terms/{k}": v for k, v in log.items() if k not in ("epoch", "loss", "seconds", "val", "selected")})
     seen: dict[str, int] = {}
     for group in optimizer.param_groups:
         name = str(group.get("name", "group"))

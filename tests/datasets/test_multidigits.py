@@ -143,3 +143,25 @@ def test_a_damaged_cache_is_generated_again_with_a_warning(tmp_path, damage, cap
     assert not caplog.records
     for split, labels in reference.items():
         assert np.array_equal(again.get(split).labels, labels)
+
+
+def test_n_val_carves_seeded_val_canvases_out_of_the_training_set(tmp_path):
+    from hashbench.errors import HashbenchError
+    from hashbench.registry import DATASETS, build
+
+    kw = dict(type="multidigits", n_train=40, n_query=5, n_database=10, cache_dir=str(tmp_path))
+    whole = build(DATASETS, kw)
+    ds = build(DATASETS, dict(kw, n_val=8))
+    assert "val" not in whole.splits() and ds.splits() == ("train", "query", "database", "val")
+    train, val, full = ds.get("train"), ds.get("val"), whole.get("train")
+    assert len(train) == 32 and len(val) == 8 and not set(train.ids) & set(val.ids)
+    assert sorted([*train.ids, *val.ids], key=lambda s: int(s.split("/")[1])) == list(full.ids)
+    rows = {i: k for k, i in enumerate(full.ids)}
+    for split in (train, val):  # each canvas with its own labels and pixels, under its training id
+        idx = [rows[i] for i in split.ids]
+        assert np.array_equal(split.labels, full.labels[idx])
+        assert np.array_equal(split[0][0], full[idx[0]][0])
+    assert list(build(DATASETS, dict(kw, n_val=8)).get("val").ids) == list(val.ids)
+    assert np.array_equal(ds.get("query").labels, whole.get("query").labels)
+    with pytest.raises(HashbenchError, match="n_val=40 would take all 40"):
+        build(DATASETS, dict(kw, n_val=40))
