@@ -145,3 +145,16 @@ def test_wandb_mode_follows_the_users_setting(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "k")
     monkeypatch.setenv("WANDB_MODE", "disabled")
     assert wandb_mode() == "disabled"
+
+
+def test_epoch_values_name_terms_learning_rates_and_the_val_score():
+    import torch
+
+    from hashbench.train_log import epoch_values
+
+    p = [torch.nn.Parameter(torch.zeros(1)) for _ in range(3)]
+    opt = torch.optim.SGD([dict(params=[p[0]], lr=0.1, name="backbone"), dict(params=[p[1]], lr=0.2, name="head"),
+                           dict(params=[p[2]], lr=0.3, name="head")])
+    log = dict(epoch=3, loss=1.5, seconds=2.0, triplet=1.2, balance=0.3, val=0.61, selected=True)
+    assert epoch_values(log, opt) == {"loss": 1.5, "seconds": 2.0, "val": 0.61, "terms/triplet": 1.2,
+                                      "terms/balance": 0.3, "lr/backbone": 0.1, "lr/head": 0.2, "lr/head#2": 0.3}
