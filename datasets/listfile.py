@@ -6,7 +6,11 @@ Typically three files:
 ``train.txt``, ``test.txt`` (the queries) and ``database.txt``; an optional ``val`` file, or
 ``n_val`` images carved out of the training list with ``seed``. Published lists sometimes carry
 the absolute paths of their authors' machines: ``strip_prefix`` removes such a prefix (one string,
-or several separated by ``,`` / given as a list; the first that matches is removed).
+or several separated by ``,`` / given as a list; the first that matches is removed), and
+``strip_prefix="auto"`` finds it: the fewest leading components of the first listed path whose
+removal leaves a file under ``data_root`` (none when the path is already there), then stripped from
+every path of every list. ``n_classes`` and ``single_label`` check a list's label columns against
+what its benchmark has (the ``configs/datasets`` presets for the published lists set them).
 
 The splits are the files' own: nothing is drawn at random except the carved validation set. An
 image listed in several files must carry the same labels in each. Unlabelled entries are kept (the
@@ -23,8 +27,10 @@ import numpy as np
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS
 
+from hashbench.params import Flag, Interval
+
 from ._raw import Catalogue, RawImageDataset
-from ._text import parse_class_names, parse_list_lines
+from ._text import normalise_path, parse_class_names, parse_list_lines, read_text_lines
 
 
 def _as_list(value) -> list[str]:
@@ -50,7 +56,11 @@ class ListFile(RawImageDataset):
         A validation list file. Without it, ``n_val`` training images are carved out (default 0:
         the published training list stays whole).
     strip_prefix : str or list of str, optional
-        Prefix(es) removed from listed paths (e.g. ``/home/author/data/``).
+        Prefix(es) removed from listed paths (e.g. ``/home/author/data/``), or ``"auto"``.
+    n_classes : int or None
+        The number of label columns the lists must have (refused otherwise).
+    single_label : bool
+        Every listed image must carry exactly one label (single-label benchmarks).
     class_names : list of str, str or None
         Column names: a list, comma-separated names, or a file with one name per line. Default
         ``"0"``, ``"1"``, ….
@@ -66,16 +76,22 @@ class ListFile(RawImageDataset):
     name = "listfile"
     drop_unlabelled = False
     _parameter_constraints = {"train": [Path], "query": [Path], "database": [Path], "val": [Path, None],
-                              "strip_prefix": [str, list, None], "class_names": [str, list, None]}
+                              "strip_prefix": [str, list, None], "class_names": [str, list, None],
+                              "n_classes": [Interval(int, 1, None), None], "single_label": [Flag()]}
 
     def __init__(self, data_root, *, train="train.txt", query="test.txt", database="database.txt",
                  val=None, strip_prefix=None, class_names=None, n_val: int = 0, seed: int = 0,
                  image_size: int = 224, strict: bool = False, cache_dir=None,
-                 use_cache: bool = True, allow_outside_root: bool = False):
+                 use_cache: bool = True, allow_outside_root: bool = False, n_classes: int | None = None,
+                 single_label: bool = False):
         self.files = {"train": train, "query": query, "database": database}
         if val is not None:
             self.files["val"] = val
+        self.n_classes, self.single_label = n_classes, bool(single_label)
         self.strip_prefix = _as_list(strip_prefix)
+        if self.strip_prefix == ["auto"]:
+            root = Path(str(data_root or "")).expanduser()
+            self.strip_prefix = self._auto_prefix(root, train) if root.is_dir() else []  # else _setup refuses
         self._class_names_arg = class_names
         identity = [f"{k}={v}" for k, v in self.files.items()] + self.strip_prefix
         self._setup(data_root, protocol=None, seed=seed, image_size=image_size, n_val=n_val,
@@ -94,6 +110,21 @@ class ListFile(RawImageDataset):
         raise HashbenchError(f"{self.name}: expected the {split} list file {spec} at "
                              f"{self.data_root / path} (or {Path.cwd() / path}), not found")
 
+    def _auto_prefix(self, data_root: Path, train) -> list[str]:
+        """``strip_prefix="auto"``: the leading components of the training list's first path that
+        stand between it and a file under ``data_root`` (``[]`` when it is there already)."""
+        self.data_root = data_root
+        path = self._resolve(train, "train")
+        first = next((ln.split()[0] for ln in read_text_lines(path) if ln.split()), None)
+        if first is None:
+            return []
+        parts = normalise_path(first).split("/")
+        for cut in range(len(parts)):
+            if (data_root / "/".join(parts[cut:])).is_file():
+                return ["/".join(parts[:cut]) + "/"] if cut else []
+        raise HashbenchError(f"{self.name}: strip_prefix=auto: no tail of {first!r} (the first line of {path}) is "
+                             f"a file under {data_root}; check data_root or give strip_prefix=PREFIX")
+
     def _read_catalogue(self) -> Catalogue:
         order = [s for s in ("database", "train", "query", "val") if s in self.files]
         parsed = {}
@@ -103,6 +134,13 @@ class ListFile(RawImageDataset):
             paths, labels, lines = parse_list_lines(path, self.name, self.strip_prefix)
             if not paths:
                 raise HashbenchError(f"{self.name}: the {split} list file {path} lists no image")
+            if self.n_classes is not None and labels.shape[1] != self.n_classes:
+                raise HashbenchError(f"{self.name}: {path} has {labels.shape[1]} label columns; this benchmark has "
+                                     f"{self.n_classes} (n_classes={self.n_classes})")
+            if self.single_label and (labels.sum(1) != 1).any():
+                j = int(np.flatnonzero(labels.sum(1) != 1)[0])
+                raise HashbenchError(f"{self.name}: {path} line {lines[j]} carries {int(labels[j].sum())} labels; this "
+                                     "benchmark is single-label (single_label=true)")
             if width is None:
                 width = labels.shape[1]
             elif labels.shape[1] != width:

@@ -244,3 +244,56 @@ def test_a_numeric_bad_label_is_still_a_bad_label(plain_tree):
     write_lines(plain_tree / "train.txt", ["imgs/0.jpg 2 0", "imgs/1.jpg 0 1"])
     with pytest.raises(HashbenchError, match="labels must be 0 or 1, got '2'"):
         lf(plain_tree, strip_prefix=None)
+
+
+def test_strip_prefix_auto_finds_the_authors_prefix(list_tree):
+    root, labels = list_tree
+    auto = lf(root, strip_prefix="auto")
+    assert auto.strip_prefix == [PREFIX]
+    assert list(auto.get("database").rel_paths) == list(lf(root).get("database").rel_paths)
+    for rel, row in zip(auto.get("train").rel_paths, auto.get("train").labels):
+        assert list(row) == labels[rel]
+    clean = root.parent / "clean"  # paths already relative: nothing to strip
+    write_lines(clean / "train.txt", ["imgs/000.jpg 1 0", "imgs/001.jpg 0 1"])
+    write_lines(clean / "test.txt", ["imgs/001.jpg 0 1"])
+    write_lines(clean / "database.txt", ["imgs/000.jpg 1 0"])
+    for i in range(2):
+        write_jpeg(clean / "imgs" / f"{i:03d}.jpg", seed=i)
+    assert lf(clean, strip_prefix="auto").strip_prefix == []
+    with pytest.raises(HashbenchError, match="strip_prefix=auto: no tail of .* is a file under"):
+        (root.parent / "empty").mkdir()
+        lf(root.parent / "empty", strip_prefix="auto", train=str(root / "train.txt"))
+
+
+def test_label_count_and_single_label_checks(list_tree):
+    root, _ = list_tree
+    assert lf(root, n_classes=3).num_classes == 3
+    with pytest.raises(HashbenchError, match="database.txt has 3 label columns; this benchmark has 80"):
+        lf(root, n_classes=80)
+    with pytest.raises(HashbenchError, match=r"line 1 carries 3 labels; this benchmark is single-label"):
+        lf(root, single_label=True)  # image 0 has all three
+
+
+def test_the_published_list_presets_run_through_the_cli(tmp_path, list_tree):
+    """dataset=coco: the preset's prefix search, label count and metric cut on a tree with 80 columns."""
+    import json
+
+    from hashbench.cli import main
+
+    root = tmp_path / "coco"
+    rows = []
+    for i in range(24):
+        write_jpeg(root / "train2014" / f"COCO_{i:03d}.jpg", seed=i)
+        cols = np.zeros(80, int)
+        cols[[i % 80, (3 * i) % 80]] = 1
+        rows.append(f"/data/someone/coco/train2014/COCO_{i:03d}.jpg " + " ".join(map(str, cols)))
+    write_lines(root / "train.txt", rows[:12])
+    write_lines(root / "test.txt", rows[12:16])
+    write_lines(root / "database.txt", rows[:12] + rows[16:])
+    out = tmp_path / "out"
+    assert main(["run", "dataset=coco", f"data_root={root}", "dataset.image_size=16", "methods=lsh", "bits=8",
+                 "classic.features=pixels", f"out={out}"]) == 0
+    rec = json.loads((out / "results.jsonl").read_text())
+    assert rec["config"]["dataset"]["n_classes"] == 80 and "map@5000" in rec["metrics"]
+    assert rec["config"]["eval"]["tables"] == ["map@5000", "ndcg@100"]
+    assert main(["run", "dataset=imagenet100", f"data_root={root}", "methods=lsh", f"out={tmp_path / 'o2'}"]) == 2
