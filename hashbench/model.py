@@ -77,11 +77,13 @@ class DeepHasher(nn.Module):
                    dropout=method.dropout, head_init=method.head_init, **kwargs)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
+        owned = x.dtype == torch.uint8  # a tensor made here may be normalised in place (no copies)
+        if owned:
             x = x.float().div_(255.0)
         if self.input_hw is not None and tuple(x.shape[-2:]) != self.input_hw:
             x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", align_corners=False, antialias=True)
-        return (x - self.mean) / self.std
+            owned = True
+        return x.sub_(self.mean).div_(self.std) if owned else (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(*self.backbone(self.normalize(x)))

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from hashbench.augment import augmented
 from hashbench.config import RunConfig
 from hashbench.device import seed_everything
 from hashbench.distributed import init_distributed
@@ -125,8 +126,8 @@ class Runner:
         vl, tl = _labels(self.splits["val"]), _labels(self.splits["train"])
 
         def validate(model):
-            network = lambda split: encode_deep(model, split, self.device, train["encode_batch_size"],  # noqa: E731
-                                                train["precision"])
+            network = lambda split: encode_deep(model, augmented(split, train["augment"], train=False),  # noqa: E731
+                                                self.device, train["encode_batch_size"], train["precision"])
             v = method.encode("query", self.splits["val"], network)
             t = method.encode("database", self.splits["train"], network)
             return evaluate(v, t, vl, tl, metrics=[metric], ties=ev["ties"], ap_denominator=ev["ap_denominator"],
@@ -325,7 +326,8 @@ class Runner:
                 selection = dict(metric=train["select"], every=train["select_every"], epoch=chosen["epoch"],
                                  value=chosen["val"], split="val", data=self.dataset.fingerprint(("val",)))
             batch, precision = train["encode_batch_size"], train["precision"]
-            network = lambda split: encode_deep(model, split, self.device, batch, precision)  # noqa: E731
+            network = lambda split: encode_deep(model, augmented(split, train["augment"], train=False),  # noqa: E731
+                                                self.device, batch, precision)
             q, d = (method.encode(s, self.splits[s], network) for s in ("query", "database"))
         elif isinstance(method, ClassicHasher):
             feats = self.features(mcfg, seed) if method.needs_features else \

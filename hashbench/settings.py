@@ -24,6 +24,9 @@ TRAIN = Schema("train", {
     "encode_batch_size": Field([Interval(int, 1, None)], 256, "batch size when encoding"),
     "channels_last": Field([Flag(), None], None, "channels-last memory format (default: on CUDA only)"),
     "sync_bn": Field([Flag()], True, "distributed CUDA runs: BatchNorm statistics over the global batch"),
+    "augment": Field([Options("none", "flip", "standard")], "none",
+                     "training-time augmentation: none, flip (random horizontal flip), standard (resize 256, random "
+                     "crop 224, flip; evaluation: resize 256, centre crop 224)"),
     "select": Field([str, None], None, "model selection: keep the epoch that scores best by this metric (e.g. "
                                         "map@1000) with the val split as queries against the training set; "
                                         "none: the last epoch (the papers' practice)"),

@@ -22,6 +22,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from hashbench.augment import augmented
 from hashbench.checkpoint import (FORMAT, BadCheckpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint,
                                   set_aside, set_rng_state)
 from hashbench.device import resolve_precision, seed_everything
@@ -138,6 +139,7 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     precision = resolve_precision(cfg["precision"], device)
     channels_last = device.type == "cuda" if cfg["channels_last"] is None else cfg["channels_last"]
 
+    split = augmented(split, cfg["augment"], train=True)
     source = method.batches(split, seed=seed)
     loader, sampler, sampler_generator = _loader(source, cfg, device, generator, seed, world, distributed)
     method.begin(split)  # the method's state exists before a checkpoint is loaded into it

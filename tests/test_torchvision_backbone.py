@@ -96,3 +96,14 @@ def test_changing_the_backbone_type_does_not_inherit_the_old_types_keys(tmp_path
     assert _merge({"backbone": {"type": "timm", "lower_stage": -2}},
                   {"backbone": {"type": "torchvision", "name": "vgg16"}}) == {"backbone": {"type": "torchvision",
                                                                                           "name": "vgg16"}}
+
+
+def test_normalising_in_place_touches_only_tensors_it_made():
+    torch.manual_seed(0)
+    net = DeepHasher(build(BACKBONES, dict(type="timm", name="test_resnet")), 8)
+    x = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
+    want = (x.float().div(255) - net.mean) / net.std
+    assert torch.equal(net.normalize(x), want)  # the same numbers as the out-of-place formula
+    f = x.float() / 255
+    kept = f.clone()
+    assert torch.equal(net.normalize(f), want) and torch.equal(f, kept)  # a caller's float tensor is left alone
