@@ -8,7 +8,7 @@
 # - dropout 0.5 on fc7 before the hash layer, hash layer N(0, 0.01^2) with bias 1;
 # - learning rates: hash layer x10 (fc7 branch), x2.5 (fc6 branch), x20 (bias), dropping x10
 #   halfway; every other bias x2; no weight decay on biases.
-# Not yet here: the release's random horizontal flip (train.augment is still to come).
+# - a random horizontal flip of every training image (train.augment=flip; jpeg.cpp in the release).
 method = dict(
     type="dsrh", sampler="released", self_pair=True, rows=True, balance="released", margin=5.0,
     dropout=0.5, head_init="dsrh_released", head_lr_drop=0.5,
@@ -16,3 +16,4 @@ method = dict(
              "head.final.bias": dict(lr_mult=20.0, decay_mult=0.0),
              ".bias": dict(lr_mult=2.0, decay_mult=0.0)},
 )
+train = dict(augment="flip")

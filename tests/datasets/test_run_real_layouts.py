@@ -97,4 +97,5 @@ def test_the_dsrh_release_recipe_runs_on_nuswide_with_alexnet(tmp_path):
     assert (method["sampler"], method["self_pair"], method["rows"], method["balance"]) == ("released", True, True,
                                                                                           "released")
     assert rec["config"]["backbone"]["type"] == "torchvision" and rec["config"]["dataset"]["protocol"] == "released"
+    assert rec["config"]["train"]["augment"] == "flip"
     assert rec["train_log"][0]["triplet"] > 0 and 0 <= rec["metrics"]["map"] <= 1
