@@ -241,7 +241,7 @@ def test_deep_runs_train_with_a_checkpoint_that_is_deleted_once_recorded(tmp_pat
     real = runner_mod.train_deep
     seen = []
 
-    def resumable(method, model, split, cfg, device, seed, label="", *, checkpoint=None, world=None, log_to=None):
+    def resumable(method, model, split, cfg, device, seed, label="", *, checkpoint=None, **_):
         seen.append((checkpoint, os.path.exists(checkpoint)))
         if len(seen) == 1:  # first attempt: one "epoch" saved, then the machine goes down
             with open(checkpoint, "wb") as f:

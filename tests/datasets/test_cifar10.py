@@ -5,43 +5,12 @@ import pickle
 import numpy as np
 import pytest
 
+from dataset_trees import cifar_batches as batches
+from dataset_trees import write_cifar_bin as write_bin
+from dataset_trees import write_cifar_py as write_py
+
 from hashbench.errors import HashbenchError
 from hashbench.registry import DATASETS, build
-
-BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-
-
-def batches(per_batch=60, seed=0):
-    """Six batches of random pixels; every class present in each, labels cycling 0..9 shuffled."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name in BATCHES:
-        labels = rng.permutation(np.arange(per_batch) % 10)
-        out[name] = (rng.integers(0, 256, (per_batch, 3, 32, 32), dtype=np.uint8), labels)
-    return out
-
-
-def write_bin(root, data):
-    folder = root / "cifar-10-batches-bin"
-    folder.mkdir(parents=True)
-    for name, (x, y) in data.items():
-        records = np.concatenate([y.astype(np.uint8)[:, None], x.reshape(len(y), -1)], axis=1)
-        records.tofile(folder / f"{name}.bin")
-    (folder / "batches.meta.txt").write_text("\n".join(f"class{c}" for c in range(10)) + "\n\n")
-    return folder
-
-
-def write_py(root, data):
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    for name, (x, y) in data.items():  # as the distribution: bytes keys, a flat uint8 array, a list of ints
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": [int(v) for v in y],
-                         b"data": x.reshape(len(y), -1), b"filenames": [b"x.png"] * len(y)}, f, protocol=2)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [f"class{c}".encode() for c in range(10)], b"num_vis": 3072}, f, protocol=2)
-    return folder
-
 
 def cifar(root, tmp_path, **kw):
     return build(DATASETS, dict(type="cifar10", data_root=str(root), cache_dir=str(tmp_path / "cache"), **kw))

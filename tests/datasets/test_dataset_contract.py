@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from dataset_trees import make_features_npz, make_mirflickr, make_nuswide, write_jpeg, write_lines
+from dataset_trees import (cifar_batches, make_features_npz, make_mirflickr, make_nuswide, write_cifar_bin, write_jpeg,
+                           write_lines)
 
 from hashbench.cli import main
 from hashbench.datasets.base import SPLITS, HashingDataset
@@ -39,6 +40,9 @@ TINY = {
                                                               n_val=4, n_train=20, image_size=16))[1],
     "nuswide81": lambda root: (make_nuswide(root), dict(type="nuswide81", data_root=str(root), n_query=10,
                                                          n_val=5, image_size=16))[1],
+    "cifar10": lambda root: (write_cifar_bin(root, cifar_batches(per_batch=20)),
+                             dict(type="cifar10", data_root=str(root), protocol="p2", n_val=5,
+                                  cache_dir=str(root / "cache")))[1],
     "nuswide21": lambda root: (make_nuswide(root), dict(type="nuswide21", data_root=str(root), per_concept_query=1,
                                                          per_concept_train=2, n_val=5, image_size=16,
                                                          scale_down=True))[1],
