@@ -167,7 +167,8 @@ def _bootstrap() -> dict:
 
 TABLE_WORDS = Words(
     keys={
-        "out": Field([str], None, "the output folder holding results.jsonl; default out"),
+        "out": Field([str, ListOf(str, 1)], None, "the output folder holding results.jsonl, or several (a,b) read "
+                                                  "as one; default out"),
         "format": Field([Options("markdown", "latex", "csv", "html")], None,
                         "markdown (default), latex, csv or html (<table> fragments)"),
         "metrics": Field([ListOf(str, 1)], None, "metrics to tabulate (default: the runs' eval.tables)"),
@@ -180,7 +181,8 @@ TABLE_WORDS = Words(
 )
 COMPARE_WORDS = Words(
     keys={
-        "out": Field([str], None, "the output folder holding results.jsonl; default out"),
+        "out": Field([str, ListOf(str, 1)], None, "the output folder holding results.jsonl, or several (a,b) read "
+                                                  "as one; default out"),
         "methods": Field([ListOf(str, 1)], None, "the two methods to compare, A,B (the difference is A minus B)"),
         "metric": Field([str], None, "the metric compared, e.g. ndcg@100 (default map)"),
         **{k: v for k, v in _filters().items() if k != "methods"},

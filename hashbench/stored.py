@@ -92,13 +92,14 @@ def per_query_of(store: ResultStore):
             ref = record.get("per_query") if isinstance(record.get("per_query"), dict) else None
         if ref is None:
             return None
-        key = str(ref.get("file"))
+        source = ResultStore(ref["store"]) if "store" in ref else store  # several stores: the record's own
+        key = str(source.out / str(ref.get("file")))
         if key not in cache:
-            cache[key] = store.load_scores(ref)
+            cache[key] = source.load_scores(ref)
         values = cache[key].get(metric)
         stated = record["metrics"][metric]
         if values is None or not len(values) or not np.isclose(values.mean(), stated, rtol=1e-9, atol=1e-12):
-            raise DamagedCodes(f"{store.out / key} does not hold the {metric} scores of {record['method']} "
+            raise DamagedCodes(f"{key} does not hold the {metric} scores of {record['method']} "
                                f"{record['bits']} bits seed {record['seed']} (mean {stated!r} recorded): refused")
         return values
 
@@ -191,9 +192,20 @@ def select(records: list[dict], words: dict) -> list[dict]:
     return records
 
 
-def load_results(out: str | Path, *, writes: bool = False) -> tuple[ResultStore, list[dict]]:
+def load_results(out: str | Path | list, *, writes: bool = False) -> tuple[ResultStore, list[dict]]:
     """The store of ``out`` and its records; an error naming the folder when there are none (or,
-    for a command that ``writes`` there, when it cannot be written)."""
+    for a command that ``writes`` there, when it cannot be written).
+
+    ``out`` may be a list of folders (``hashbench table out=a,b``): their records are read as one
+    store's (the first folder is the store returned), each record's per-query scores still read
+    from its own folder."""
+    if isinstance(out, (list, tuple)):
+        store, records = load_results(out[0])
+        records = [_from_store(r, store) for r in records]
+        for folder in out[1:]:
+            other, more = load_results(folder)
+            records += [_from_store(r, other) for r in more]
+        return store, records
     if writes:
         check_out_folder(out)
     elif Path(out).is_file():
@@ -205,8 +217,15 @@ def load_results(out: str | Path, *, writes: bool = False) -> tuple[ResultStore,
     return store, records
 
 
+def _from_store(record: dict, store: ResultStore) -> dict:
+    """``record`` with its per-query scores reference pointing into ``store`` (read as one of several)."""
+    ref = record.get("per_query")
+    return {**record, "per_query": {**ref, "store": str(store.out)}} if isinstance(ref, dict) else record
+
+
 def table(words: dict) -> str:
-    """``hashbench table``: the report of every stored run (latest per run and conventions)."""
+    """``hashbench table``: the report of every stored run (latest per run and conventions), of one
+    ``out=`` folder or of several (``out=a,b``) read as one."""
     store, records = load_results(words.get("out", "out"))
     merged = select(latest(records), words)
     if "metrics" in words:
