@@ -28,7 +28,6 @@ sets the tables to it.
 from __future__ import annotations
 
 import hashlib
-import io
 import pickle
 from pathlib import Path
 
@@ -70,7 +69,7 @@ def read_pickled_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(pixels (n, 3, 32, 32) uint8, labels (n,)) of one ``cifar-10-batches-py`` file."""
     try:
         with open(path, "rb") as f:
-            batch = _BatchUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+            batch = _BatchUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise HashbenchError(f"cifar10: {path} refused: {e} (a CIFAR batch holds only numpy arrays, lists and "
                              "dicts; prefer the binary distribution, cifar-10-batches-bin)") from None

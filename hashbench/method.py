@@ -23,7 +23,6 @@ from sklearn.base import BaseEstimator
 from torch import nn
 
 from hashbench.errors import HashbenchError
-from hashbench.model import HEAD_INITS
 from hashbench.params import Flag, Interval, Options, check_params
 
 N_BITS = [Interval(int, 1, 1024)]
@@ -220,9 +219,10 @@ class DeepMethod(nn.Module):
         hash layer, the method's own) drop ×10 (None: never).
     dropout : float
         Dropout on the final feature before the hash layer (DSRH's released network: 0.5 on fc7).
-    head_init : {"default", "dsrh_released"}
-        The hash layer's initialisation: PyTorch's ``nn.Linear`` default, or DSRH's released config
-        (weights N(0, 0.01²) on both branches, bias 1).
+    head_init : dict or None
+        The hash layer's initialisation: None, PyTorch's ``nn.Linear`` default; or
+        ``dict(std=s, bias=c)``, weights N(0, s²) on both branches and the constant bias c (DSRH's
+        released config: std 0.01, bias 1).
     """
 
     RELAXATIONS = ("sigmoid", "tanh", "identity")
@@ -231,12 +231,12 @@ class DeepMethod(nn.Module):
     _parameter_constraints: dict = {
         "n_bits": N_BITS, "loss": [dict, nn.Module], "relaxation": [Options(*RELAXATIONS)], "bypass": [Flag()],
         "lr_mult": [dict, None], "head_lr_drop": [Interval(float, 0, 1), None],
-        "dropout": [Interval(float, 0, 1, closed="left")], "head_init": [Options(*HEAD_INITS)],
+        "dropout": [Interval(float, 0, 1, closed="left")], "head_init": [dict, None],
     }
 
     def __init__(self, n_bits: int, *, loss, relaxation: str = "sigmoid", bypass: bool = True,
                  lr_mult: dict | None = None, head_lr_drop: float | None = None, dropout: float = 0.0,
-                 head_init: str = "default"):
+                 head_init: dict | None = None):
         from hashbench.registry import LOSSES, build
 
         super().__init__()
@@ -248,6 +248,10 @@ class DeepMethod(nn.Module):
         self.bypass = bypass
         self.lr_mult = dict(lr_mult or {})
         self.head_lr_drop = head_lr_drop
+        if head_init is not None and (set(head_init) != {"std", "bias"} or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in head_init.values())
+                or head_init["std"] <= 0):
+            raise HashbenchError(f"head_init must be None or dict(std=S, bias=C) with numbers, S > 0; got {head_init!r}")
         self.dropout, self.head_init = float(dropout), head_init
 
     # -- training data ---------------------------------------------------------------------

@@ -9,9 +9,6 @@ import torch
 from torch import nn
 
 
-HEAD_INITS = ("default", "dsrh_released")
-
-
 class HashHead(nn.Module):
     """Hash layer ``z = W_f f + W_l l + c``: the final feature f and, with ``bypass``, a lower one l;
     with ``code_norm="batch"`` z is then batch-normalised (``head.norm``; running statistics at
@@ -21,24 +18,23 @@ class HashHead(nn.Module):
     DSRH's released code (fc7 branch, fc6 branch, bias): their parameters are ``head.final.weight``,
     ``head.final.bias`` and ``head.lower.weight`` for a method's ``lr_mult`` patterns.
 
-    ``init="dsrh_released"``: weights N(0, 0.01²) on both branches and bias 1 (DSRH's released
-    config, where every bit starts at sigmoid(1) ≈ 0.73); ``"default"``: ``nn.Linear``'s.
+    ``init=dict(std=s, bias=c)``: weights N(0, s²) on both branches and a constant bias c (DSRH's
+    released config is std 0.01, bias 1: every bit starts at sigmoid(1) ≈ 0.73); None:
+    ``nn.Linear``'s.
     """
 
     def __init__(self, dims: tuple[int, int], n_bits: int, *, bypass: bool = True, dropout: float = 0.0,
-                 code_norm: str | None = None, init: str = "default"):
+                 code_norm: str | None = None, init: dict | None = None):
         super().__init__()
         if code_norm not in (None, "batch"):
             raise ValueError(f"code_norm must be None or 'batch'; got {code_norm!r}")  # a method's own bug
-        if init not in HEAD_INITS:
-            raise ValueError(f"init must be one of {HEAD_INITS}; got {init!r}")  # checked in the config first
         self.final = nn.Linear(dims[0], n_bits)
         self.lower = nn.Linear(dims[1], n_bits, bias=False) if bypass else None
-        if init == "dsrh_released":
+        if init is not None:  # checked by DeepMethod when the config is
             for layer in (self.final, self.lower):
                 if layer is not None:
-                    nn.init.normal_(layer.weight, 0.0, 0.01)
-            nn.init.constant_(self.final.bias, 1.0)
+                    nn.init.normal_(layer.weight, 0.0, float(init["std"]))
+            nn.init.constant_(self.final.bias, float(init["bias"]))
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.BatchNorm1d(n_bits) if code_norm == "batch" else None
 
@@ -59,7 +55,7 @@ class DeepHasher(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, n_bits: int, *, bypass: bool = True, dropout: float = 0.0,
-                 code_norm: str | None = None, head_init: str = "default"):
+                 code_norm: str | None = None, head_init: dict | None = None):
         super().__init__()
         self.backbone = backbone
         self.head = HashHead(backbone.dims, n_bits, bypass=bypass, dropout=dropout, code_norm=code_norm,

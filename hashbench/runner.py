@@ -113,8 +113,12 @@ class Runner:
                 raise HashbenchError(f"train.select ({selecting[0]}) chooses the epoch on the val split, and dataset "
                                      f"{self.dataset_name!r} has none; set dataset.n_val=N (the queries are never "
                                      "used for it)")
-            if selecting:
-                self.splits["val"] = self.dataset.get("val")
+            self.val = self.dataset.get("val") if selecting else None  # not in self.splits: classic methods skip it
+
+    def _network(self, model, train: dict):
+        """``split -> codes`` of a trained network, with the evaluation geometry of ``train.augment``."""
+        return lambda split: encode_deep(model, augmented(split, train["augment"], train=False), self.device,
+                                         train["encode_batch_size"], train["precision"])
 
     def _validation(self, method, mcfg: dict):
         """``validate(model)`` for ``train.select``: the val split's codes as queries against the
@@ -123,12 +127,11 @@ class Runner:
 
         train = TRAIN.check(mcfg["train"])
         metric, ev = train["select"], mcfg["eval"]
-        vl, tl = _labels(self.splits["val"]), _labels(self.splits["train"])
+        vl, tl = _labels(self.val), _labels(self.splits["train"])
 
         def validate(model):
-            network = lambda split: encode_deep(model, augmented(split, train["augment"], train=False),  # noqa: E731
-                                                self.device, train["encode_batch_size"], train["precision"])
-            v = method.encode("query", self.splits["val"], network)
+            network = self._network(model, train)
+            v = method.encode("query", self.val, network)
             t = method.encode("database", self.splits["train"], network)
             return evaluate(v, t, vl, tl, metrics=[metric], ties=ev["ties"], ap_denominator=ev["ap_denominator"],
                             no_relevant=ev["no_relevant"])[metric]
@@ -307,10 +310,10 @@ class Runner:
             model = DeepHasher.for_method(backbone, method)
             checkpoint = self.store.checkpoint_path(chash, bits, seed)  # resumes an interrupted run
             checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            kind = TRAIN.check(mcfg["train"])["log"]
-            log_to = open_log(kind, self.out, f"{name}_{bits}bits_seed{seed}_{chash[:8]}", resolved_config(mcfg)) \
+            train = TRAIN.check(mcfg["train"])
+            log_to = open_log(train["log"], self.out, f"{name}_{bits}bits_seed{seed}_{chash[:8]}", resolved_config(mcfg)) \
                 if self.world.is_main else None
-            validate = self._validation(method, mcfg) if TRAIN.check(mcfg["train"])["select"] else None
+            validate = self._validation(method, mcfg) if train["select"] else None
             try:
                 log = train_deep(method, model, self.splits["train"], mcfg["train"], self.device, seed, label,
                                  checkpoint=str(checkpoint), world=self.world, log_to=log_to, validate=validate)
@@ -320,14 +323,11 @@ class Runner:
             train_s = time.perf_counter() - t0
             if not self.world.is_main:
                 return None
-            train = TRAIN.check(mcfg["train"])
             chosen = next((e for e in log if e.get("selected")), None)
             if chosen is not None:
                 selection = dict(metric=train["select"], every=train["select_every"], epoch=chosen["epoch"],
                                  value=chosen["val"], split="val", data=self.dataset.fingerprint(("val",)))
-            batch, precision = train["encode_batch_size"], train["precision"]
-            network = lambda split: encode_deep(model, augmented(split, train["augment"], train=False),  # noqa: E731
-                                                self.device, batch, precision)
+            network = self._network(model, train)
             q, d = (method.encode(s, self.splits[s], network) for s in ("query", "database"))
         elif isinstance(method, ClassicHasher):
             feats = self.features(mcfg, seed) if method.needs_features else \

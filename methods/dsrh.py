@@ -35,7 +35,7 @@ turns them all on):
 - ``balance="released"``: the balance term on each triplet row's anchor, scaled by the row's weight
   and divided by the number of rows (:func:`released_balance`) — about 1/N of ``alpha`` with the
   default ``balance="batch"``, which is roughly two orders of magnitude stronger than released.
-- ``dropout=0.5`` on the final feature before the hash layer and ``head_init="dsrh_released"``
+- ``dropout=0.5`` on the final feature before the hash layer and ``head_init=dict(std=0.01, bias=1)``
   (N(0, 0.01²) weights, bias 1); the release's fc6/fc7 exactly with the ``torchvision`` backbones.
 - learning rates: the default multipliers are the release's for the hash layer — ×10 (fc7 branch),
   ×2.5 (fc6 branch), ×20 (bias), dropping ×10 halfway through training — but the backbone's biases
@@ -239,7 +239,7 @@ class DSRH(DeepMethod):
                  reduction: str = "mean", relaxation: str = "sigmoid", bypass: bool = True,
                  lr_mult: dict | None = None, head_lr_drop: float | None = 0.5, sampler: str = "in_batch",
                  balance_count: int = 3000, self_pair: bool = False, rows: bool = False, dropout: float = 0.0,
-                 head_init: str = "default"):
+                 head_init: dict | None = None):
         if sampler not in SAMPLERS:
             raise HashbenchError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
         if isinstance(balance_count, bool) or not isinstance(balance_count, int) or balance_count < 1:

@@ -11,7 +11,7 @@
 # - a random horizontal flip of every training image (train.augment=flip; jpeg.cpp in the release).
 method = dict(
     type="dsrh", sampler="released", self_pair=True, rows=True, balance="released", margin=5.0,
-    dropout=0.5, head_init="dsrh_released", head_lr_drop=0.5,
+    dropout=0.5, head_init=dict(std=0.01, bias=1.0), head_lr_drop=0.5,
     lr_mult={"head.final.weight": 10.0, "head.lower": 2.5,
              "head.final.bias": dict(lr_mult=20.0, decay_mult=0.0),
              ".bias": dict(lr_mult=2.0, decay_mult=0.0)},

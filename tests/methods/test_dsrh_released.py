@@ -161,7 +161,7 @@ def test_rows_and_anchors_from_label_sets_equal_a_per_image_count():
 def test_the_released_head_dropout_and_initialisation():
     from hashbench.model import DeepHasher
 
-    method = build(METHODS, dict(type="dsrh", head_init="dsrh_released", dropout=0.5), n_bits=16)
+    method = build(METHODS, dict(type="dsrh", head_init=dict(std=0.01, bias=1.0), dropout=0.5), n_bits=16)
     backbone = build(BACKBONES, dict(type="timm", name="test_resnet"))
     torch.manual_seed(0)
     net = DeepHasher.for_method(backbone, method)
@@ -171,8 +171,9 @@ def test_the_released_head_dropout_and_initialisation():
     assert net.head.dropout.p == 0.5
     default = DeepHasher.for_method(backbone, build(METHODS, dict(type="dsrh"), n_bits=16))
     assert default.head.dropout.p == 0.0 and not torch.all(default.head.final.bias == 1.0)
-    with pytest.raises(Exception, match="head_init must be one of default, dsrh_released"):
-        build(METHODS, dict(type="dsrh", head_init="ones"), n_bits=16)
+    for bad in ("ones", dict(std=0.01), dict(std=0, bias=1.0)):
+        with pytest.raises(Exception, match="head_init must be"):
+            build(METHODS, dict(type="dsrh", head_init=bad), n_bits=16)
 
 
 def test_the_released_weight_of_a_single_triplet_is_ln2():
