@@ -43,7 +43,9 @@ def _run_help() -> str:
     return _keys_help(RUN_WORDS, extra=_section_help(), examples=[
         "hashbench run methods=dsrh",
         "hashbench run methods=dsrh,random bits=32 seeds=0,1,2 epochs=5 out=sweep   (rerun: skips what is done)",
-        "hashbench run methods=my_method plugins=my_plugin.py"])
+        "hashbench run methods=my_method plugins=my_plugin.py",
+        "hashbench run methods=dsrh,dpsh,itq bits=16,32,64 seeds=0,1,2 out=sweep workers=4   (4 GPUs: one each)",
+        "hashbench run methods=dsrh out=/shared/sweep launcher=submitit submit.partition=gpu submit.gpus_per_task=1"])
 
 
 def _eval_help() -> str:
@@ -100,11 +102,39 @@ def cmd_run(args) -> int:
     words = parse_words(args.words, RUN_WORDS)
     load_entry_points()
     _plugins(words.get("plugins"))
-    runner = Runner(build_run_config(words, import_plugins=_plugins))
+    run = build_run_config(words, import_plugins=_plugins)  # every check before any process starts
+    if run.cfg["launcher"] == "submitit":
+        from hashbench.submit import submit
+
+        return submit(run, args.words)
+    if run.cfg["workers"] > 1:
+        return _run_workers(run, args.words)
+    runner = Runner(run)
     try:
         runner.run()
     finally:
         runner.world.close()
+    return 0
+
+
+def _run_workers(run, words: list[str]) -> int:
+    """``workers=N``: N worker processes, then the tables of what they recorded."""
+    from hashbench.runner import Runner
+    from hashbench.stored import new_run_id
+    from hashbench.workers import launch
+
+    n, out = run.cfg["workers"], run.cfg["out"]
+    run_id = new_run_id()
+    print(f"hashbench: {n} workers on out={out} (run {run_id}); hashbench status out={out} shows their runs",
+          flush=True)
+    codes = launch(words, n, run_id, device=run.cfg["device"])
+    runner = Runner(run)
+    runner.run_id = run_id
+    runner.print_tables(runner.plan())
+    failed = [f"worker {i} (exit status {c})" for i, c in enumerate(codes) if c != 0]
+    if failed:
+        raise HashbenchError(f"{', '.join(failed)} stopped with an error (its output above); the runs recorded are "
+                             "kept: the same command resumes the rest")
     return 0
 
 
@@ -225,8 +255,10 @@ def parser() -> argparse.ArgumentParser:
                   description="Train or fit each method at each code length and seed, evaluate, append to "
                               "out/results.jsonl and print one table per metric. Runs already in "
                               "out/results.jsonl are skipped (force=true recomputes); an interrupted sweep "
-                              "resumes where it stopped. One sweep at a time writes to a folder: a second one "
-                              "into a busy out= stops.")
+                              "resumes where it stopped. Several processes may run the same sweep into one out= "
+                              "(workers=N here, launcher=submitit on a cluster, or by hand): each run is claimed "
+                              "before it is computed, so none is computed twice, and the runs of a worker that "
+                              "dies are taken over (hashbench status out=DIR shows who does what).")
     words_command("eval", cmd_eval, _eval_help(),
                   help="re-evaluate the saved codes of earlier runs (other metrics or conventions), no retraining",
                   description="Score the saved codes (out/codes/) of stored runs again: metrics not yet stored, or "

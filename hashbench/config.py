@@ -35,11 +35,11 @@ from hashbench.errors import HashbenchError, suggest
 from hashbench.params import Field, Flag, Interval, ListOf, Options, check, check_params, required_params
 from hashbench.registry import BACKBONES, DATASETS, METHODS, build, entries, lookup
 from hashbench.results import check_out_folder
-from hashbench.settings import CLASSIC, EVAL, RUN, TRAIN
+from hashbench.settings import CLASSIC, EVAL, RUN, SUBMIT, TRAIN
 from hashbench.train_log import require as require_log
 
 CONFIG_ROOT = Path(str(files("hashbench.configs")))
-SECTION_NAMES = ("train", "eval", "classic", "backbone", "dataset", "method")
+SECTION_NAMES = ("train", "eval", "classic", "submit", "backbone", "dataset", "method")
 
 
 # ------------------------------------------------------------------------------ words
@@ -126,8 +126,15 @@ RUN_WORDS = Words(
         "config": Field([str], None, "config file to start from instead of configs/default.py"),
         "force": Field([Flag()], None, "true: recompute runs already in out/results.jsonl (default false: they "
                                        "are skipped)"),
-        "launcher": Field(RUN.fields["launcher"].constraints, None, "none (one process, default) or pytorch "
-                                                                   "(under torchrun: DDP over the global batch)"),
+        "launcher": Field(RUN.fields["launcher"].constraints, None,
+                          "none (one process, default), pytorch (under torchrun: DDP over the global batch) or "
+                          "submitit (a job array of workers on out=, submit.* below; pip install 'hashbench[cluster]')"),
+        "workers": Field(RUN.fields["workers"].constraints, None,
+                         "N worker processes share the sweep on this machine (one GPU each when there are GPUs, "
+                         "else the CPU cores divided between them); default 1"),
+        "claim_timeout": Field(RUN.fields["claim_timeout"].constraints, None,
+                               "seconds a run's claim lives without a heartbeat before another worker takes the run "
+                               "over from its checkpoint; default 300"),
         "blas_threads": Field([Interval(int, 1, 4096)], None,
                               "BLAS threads while classic methods fit and encode (default: the BLAS library's own; "
                               "1 is faster on small machines, where threads of many small products wait on busy "
@@ -140,6 +147,8 @@ RUN_WORDS = Words(
         "train": "optimisation, e.g. train.lr=3e-4 train.batch_size=128 train.precision=bf16",
         "eval": "evaluation, e.g. eval.ties=index eval.metrics=map,ndcg@100",
         "classic": "classic methods' input: classic.features=backbone (frozen backbone, default) or pixels",
+        "submit": "launcher=submitit's job array, e.g. submit.partition=gpu submit.gpus_per_task=1 "
+                  "submit.tasks=8 submit.timeout_min=600 submit.cluster=local",
     },
     lists=_LISTS - {"dataset"} | {"eval.metrics", "eval.tables"},
 )
@@ -385,6 +394,12 @@ def _check_run(cfg: dict) -> dict:
     check_out_folder(out["out"])
     out["train"] = TRAIN.check(cfg.get("train"), fill=False)
     out["classic"] = CLASSIC.check(cfg.get("classic"), fill=False)
+    out["submit"] = SUBMIT.check(cfg.get("submit"))
+    if out["workers"] > 1 and out["launcher"] != "none":
+        raise HashbenchError(f"workers={out['workers']} starts one-process workers on this machine and cannot be "
+                             f"combined with launcher={out['launcher']}; a job array's size is submit.tasks, and a "
+                             "worker that is itself a DDP run is submit.gpus_per_task=N (or torchrun per worker, "
+                             "see the README)")
     out["eval"] = check_eval(cfg.get("eval"))
     out["backbone"] = _check_block("backbone", BACKBONES, cfg.get("backbone"))
     out["dataset"] = check_dataset(cfg.get("dataset"))
@@ -466,7 +481,8 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
             raise HashbenchError(f"configs/datasets/{words['dataset']}.py defines no 'dataset' dict")
         cfg["dataset"] = part.pop("dataset")
         cfg = _merge(cfg, part)
-    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher", "blas_threads"):
+    for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher", "blas_threads",
+                "workers", "claim_timeout"):
         if key in words:
             cfg[key] = words[key]
     dotted = {k: v for k, v in words.items() if "." in k and not k.startswith("method.")}

@@ -53,14 +53,14 @@ def _clash(plugin: str, message: str, tb) -> str:
     kind = kind.split(" at ")[0].strip()
     frames = [f for f in traceback.extract_tb(tb) if "mmengine" not in f.filename]
     where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else plugin
-    registry = next((r for r in REGISTRIES.values() if r.name == kind), None)
+    variable, registry = next(((k.upper(), r) for k, r in REGISTRIES.items() if r.name == kind), (None, None))
     existing = registry.module_dict.get(taken) if registry is not None else None
     try:
         first = f"{inspect.getsourcefile(existing)}:{inspect.getsourcelines(existing)[1]}"
     except (TypeError, OSError):
         first = getattr(existing, "__module__", "another module")
     return (f"plugin {plugin} registers {kind} {taken!r} at {where}, but {taken!r} is already defined at "
-            f"{first}; register it under another name (e.g. @{kind.upper()}S.register_module(name='my_{taken}'))")
+            f"{first}; register it under another name (e.g. @{variable or kind.upper()}.register_module(name='my_{taken}'))")
 
 
 def _import(name: str):

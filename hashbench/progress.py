@@ -155,6 +155,10 @@ class SweepProgress:
 
     def finish(self, kind: tuple[str, str], seconds: float) -> None:
         self.times.setdefault(kind, []).append(seconds)
+        self.drop(kind)
+
+    def drop(self, kind: tuple[str, str]) -> None:
+        """A run this process will not compute (another worker did): out of the ETA."""
         if kind in self.pending:
             self.pending.remove(kind)
 

@@ -10,7 +10,11 @@ Layout of ``out/``::
                                           sha256, which the record holds: intervals and paired tests read them)
     logs/<method>_<bits>bits_seed<seed>_<hash8>/  TensorBoard event files of a run (train.log=tensorboard)
     logs/wandb/                           wandb's files (train.log=wandb)
-    .lock                                 held by the one process that runs or re-scores into the folder
+    claims/<config_hash>-<bits>-<seed>.claim  held by the worker computing that run (hashbench.claims)
+    claims/<config_hash>-<bits>-<seed>.failed the error of a run that failed, for the other workers
+    claims/.records.claim                 held for the moment one record is appended
+    sweeps/<run id>.json                  the runs a sweep planned (what hashbench status shows)
+    .lock                                 held by a hashbench eval re-scoring into the folder
 
 A run is identified by ``(method, dataset, bits, seed, config_hash)``. ``config_hash`` is the
 sha256 (hex) of the canonical JSON (sorted keys, no spaces) of the parts of the resolved per-method
@@ -290,10 +294,11 @@ class ResultStore:
 
     @contextmanager
     def lock(self):
-        """Hold ``out/.lock`` while a sweep plans, trains and appends: a second ``hashbench run`` or
-        ``eval`` into the same folder stops at once with a one-line error, instead of training the
-        same runs again. (An advisory ``flock``: released when the process ends, however it ends;
-        on a network file system it may not be seen across machines.)"""
+        """Hold ``out/.lock`` while ``hashbench eval`` re-scores: a second eval into the same folder
+        stops at once with a one-line error instead of scoring the same codes twice. (Sweeps do not
+        take it: their workers share a folder through claims, :mod:`hashbench.claims`. An advisory
+        ``flock``: released when the process ends, however it ends; on a network file system it may
+        not be seen across machines.)"""
         if fcntl is None:  # not POSIX: no lock
             yield
             return
@@ -329,12 +334,38 @@ class ResultStore:
         return records
 
     def append(self, record: dict) -> None:
-        atomic_append_line(self.path, record)
+        """One record, appended under the folder's short records lock: several workers (on several
+        machines of a shared file system, where appends are not atomic) never interleave."""
+        from hashbench.claims import ShortLock
+
+        with ShortLock(self.out):
+            atomic_append_line(self.path, record)
 
     def done(self, records: list[dict] | None = None) -> dict[tuple, dict]:
         """(run key + conventions) → merged record, for the skip logic."""
         merged = latest(self.records() if records is None else records)
         return {run_key(r) + conventions_of(r): r for r in merged}
+
+    # sweeps -----------------------------------------------------------------------------------
+    def save_plan(self, run_id: str, runs: list[dict]) -> None:
+        """The runs a sweep set out to compute (every worker of it writes the same file)."""
+        if not re.fullmatch(r"[0-9A-Za-z_.-]+", run_id):
+            raise HashbenchError(f"run id {run_id!r} cannot name a file")
+        atomic_write_text(self.out / "sweeps" / f"{run_id}.json",
+                          json.dumps(dict(run_id=run_id, runs=runs), sort_keys=True) + "\n")
+
+    def plans(self) -> list[dict]:
+        """Every sweep's plan, oldest first; unreadable ones skipped with a warning."""
+        out = []
+        for path in sorted((self.out / "sweeps").glob("*.json"), key=lambda p: p.stat().st_mtime):
+            try:
+                plan = json.loads(path.read_text())
+                assert isinstance(plan.get("runs"), list)
+            except (OSError, ValueError, AssertionError, AttributeError):
+                log.warning(f"{path}: not a sweep plan, ignored")
+                continue
+            out.append(plan)
+        return out
 
     # codes ----------------------------------------------------------------------------------
     def _stem(self, chash: str, bits: int, seed: int) -> str:

@@ -16,6 +16,7 @@ are exactly what ``hashbench table`` prints for the same records.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import nullcontext
@@ -26,6 +27,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from hashbench.augment import augmented
+from hashbench.claims import Claims
 from hashbench.config import RunConfig
 from hashbench.device import seed_everything
 from hashbench.distributed import init_distributed
@@ -43,6 +45,7 @@ from hashbench.stored import git_commit, new_run_id, rescored, score, shown, ver
 from hashbench.tables import no_relevant_note, render
 from hashbench.train import train_deep
 from hashbench.train_log import open_log
+from hashbench.workers import RUN_ID_ENV, WORKER_ENV
 
 
 def _labels(split) -> np.ndarray:
@@ -95,7 +98,7 @@ class Runner:
         self.device = self.world.device
         self.out = Path(cfg["out"])
         self.store = ResultStore(self.out)
-        self.run_id = new_run_id()
+        self.run_id = os.environ.get(RUN_ID_ENV) or new_run_id()  # a worker's: the command's that started it
         self._features: dict = {}
         self.dataset = None
 
@@ -147,9 +150,23 @@ class Runner:
 
     def run(self) -> list[dict]:
         jobs = self.plan()
-        # The main process owns out=: it alone writes, and a second sweep into the folder stops.
-        with self.store.lock() if self.world.is_main else nullcontext():
+        # Several processes may run the same sweep into one out= (workers=N, a job array, or by
+        # hand): each run is claimed before it is computed. Under torchrun the main process claims
+        # for the group.
+        self.claims = Claims(self.out, timeout=self.cfg["claim_timeout"], run_id=self.run_id).start() \
+            if self.world.is_main else None
+        try:
             return self._run(jobs)
+        finally:
+            if self.claims is not None:
+                self.claims.close()
+
+    def _done(self, records: list[dict]) -> dict:
+        """What counts as done: every stored record, or with ``force=true`` only those this command
+        (its workers share its run id) wrote."""
+        if self.cfg["force"]:
+            records = [r for r in records if r.get("run_id") == self.run_id]
+        return self.store.done(records)
 
     def _decide(self, job: Job, done: dict) -> tuple[str, str]:
         """What a job needs — ``skip``, ``rescore`` or ``train`` — and, when stored work is not
@@ -160,7 +177,7 @@ class Runner:
             if data_of(prev) in (None, data):
                 return "skip", ""
             return "train", f"data changed ({data_change(prev.get('data'), self.data)})"
-        if not self.store.has_codes(job.chash, job.bits, job.seed):
+        if self.cfg["force"] or not self.store.has_codes(job.chash, job.bits, job.seed):
             return "train", ""
         try:  # every process decides the same, before any trains: codes are verified now, not when used
             manifest = self.store.load_manifest(job.chash, job.bits, job.seed)
@@ -171,15 +188,33 @@ class Runner:
             return "train", f"data changed since its codes were saved ({data_change(manifest.get('data'), self.data)})"
         return "rescore", ""
 
+    def _claim(self, job: Job) -> tuple[str, object]:
+        """The main process's claim on a job: ``("mine", (what, why, taken over))``, ``("done",
+        record)`` when another worker recorded it meanwhile, ``("busy", holder's claim)`` or
+        ``("failed", failure)`` when it failed in another worker of this command."""
+        name = stem(job.chash, job.bits, job.seed)
+        failure = self.claims.failure(name)
+        if failure is not None and failure.get("run_id") == self.run_id:
+            return "failed", failure
+        ok, holder, took_over = self.claims.acquire(name, job.label)
+        if not ok:
+            return "busy", holder
+        done = self._done(self.store.records())  # as it is now, with the claim held
+        what, why = self._decide(job, done)
+        if what == "skip":
+            self.claims.release(name)
+            return "done", done[job.key + job.conventions]
+        return "mine", (what, why, took_over)
+
     def _run(self, jobs: list[Job]) -> list[dict]:
         cfg = self.cfg
         stored = self.store.records()
-        done = {} if cfg["force"] else self.store.done(stored)
+        done = self._done(stored)
         # The data is read before deciding what is done: a record made on other data is not reused.
         self._load_data()
         todo, why = {}, {}
         for job in jobs:
-            todo[job.key], why[job.key] = ("train", "") if cfg["force"] else self._decide(job, done)
+            todo[job.key], why[job.key] = self._decide(job, done)
         counts = {s: sum(v == s for v in todo.values()) for s in ("skip", "rescore", "train")}
         self.out.mkdir(parents=True, exist_ok=True)
         results_path = self.store.path
@@ -209,49 +244,43 @@ class Runner:
             for line in self._changed_settings([j for j in jobs if todo[j.key] == "train" and not why[j.key]],
                                                stored):
                 self.say(line)
+        if self.world.is_main:
+            self.store.save_plan(self.run_id, [dict(method=j.name, dataset=j.dataset, bits=j.bits, seed=j.seed,
+                                                    config_hash=j.chash, conventions=list(j.conventions))
+                                               for j in jobs])
         self.world.barrier()  # every process planned from the same results.jsonl before any is written
         progress = SweepProgress(len(jobs), [(j.name, todo[j.key]) for j in jobs if todo[j.key] != "skip"],
                                  self.stream)
-        records = []
+        records, waiting = [], []
         for i, job in enumerate(jobs, 1):
-            tables = job.mcfg["eval"]["tables"]
             if todo[job.key] == "skip":
                 prev = done[job.key + job.conventions]
                 records.append(prev)
-                self.say(f"  {job.label}: done (run {prev.get('run_id')}), skipped: {shown(prev, tables)}")
+                self.say(f"  {job.label}: done (run {prev.get('run_id')}), skipped: "
+                         f"{shown(prev, job.mcfg['eval']['tables'])}")
                 continue
-            t = time.perf_counter()
-            if not self.world.is_main and not (todo[job.key] == "train" and job.deep):
-                self.world.barrier()  # classic fits and re-scoring are the main process's alone
-                continue
-            if todo[job.key] == "rescore":
-                progress.start(i, job.label, "re-scoring saved codes")
-                record = self.rescore(job)
-            else:
-                if self.world.is_main:
-                    progress.start(i, job.label, "training" if job.deep else "fitting")
-                record = self.run_one(job.name, job.mcfg, job.bits, job.seed)
-            self.world.barrier()
-            if not self.world.is_main:
-                continue
-            self.store.append(record)  # one atomic line: earlier results are never overwritten
-            self.store.checkpoint_path(job.chash, job.bits, job.seed).unlink(missing_ok=True)
-            progress.finish((job.name, todo[job.key]), time.perf_counter() - t)
-            records.append(record)
-            if todo[job.key] == "rescore":
-                self.say(f"  {job.label}: {shown(record, tables)} (re-scored saved codes of run "
-                         f"{record['reevaluated_from']}, eval {record['eval_seconds']:.2f}s)")
-            else:
-                self.say(f"  {job.label}: {shown(record, tables)} "
-                         f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
-            warning = no_relevant_note([record])
-            if warning:
-                self.say(f"  {job.label}: warning: {warning}")
+            if not self._attempt(job, i, todo[job.key], progress, records):
+                waiting.append((i, job))
+        if waiting:
+            self._wait(waiting, todo, progress, records)
         progress.close()
         if not self.world.is_main:
             return records
+        if os.environ.get(WORKER_ENV):  # a worker of workers=N or a job array: the launcher prints the tables
+            return records
+        self.print_tables(jobs)
+        return records
+
+    def print_tables(self, jobs: list[Job]) -> None:
+        """Write and print the tables of a sweep's runs, as the store holds them now."""
         merged = self.store.done()
-        listed = [merged[j.key + j.conventions] for j in jobs]
+        listed = [merged[j.key + j.conventions] for j in jobs if j.key + j.conventions in merged]
+        missing = [j.label for j in jobs if j.key + j.conventions not in merged]
+        if missing:
+            self.say(f"{len(missing)} of {len(jobs)} runs have no record (failed; hashbench status out={self.out} "
+                     f"says why): {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''}")
+        if not listed:
+            return
         from hashbench.stored import stats_of
 
         stats = stats_of(self.store)  # one bootstrap per column for both formats
@@ -259,8 +288,96 @@ class Runner:
         (self.out / f"tables-{self.run_id}.md").write_text(text)
         (self.out / f"tables-{self.run_id}.tex").write_text(self.tables(listed, fmt="latex", stats=stats))
         self.say("\n" + text)
-        self.say(f"results appended to {results_path}; tables in {self.out / f'tables-{self.run_id}.md'} (.tex)")
-        return records
+        self.say(f"results appended to {self.store.path}; tables in {self.out / f'tables-{self.run_id}.md'} (.tex)")
+
+    def _attempt(self, job: Job, i: int, planned: str, progress: SweepProgress, records: list) -> bool:
+        """Claim and compute one job; ``False`` when another worker holds it (try again later)."""
+        state, detail = self._claim(job) if self.world.is_main else (None, None)
+        if self.world.distributed:  # every process follows the main process's claim
+            state, detail = self.world.all_gather_object((state, detail if state == "mine" else None))[0]
+        kind = (job.name, planned)
+        if state == "busy":
+            return False
+        if state == "failed":
+            progress.drop(kind)
+            if self.world.is_main:
+                self.say(f"  {job.label}: failed in another worker ({detail.get('owner')}): {detail.get('error')}")
+            return True
+        if state == "done":
+            progress.drop(kind)
+            if self.world.is_main:
+                records.append(detail)
+                self.say(f"  {job.label}: recorded by another worker (run {detail.get('run_id')}): "
+                         f"{shown(detail, job.mcfg['eval']['tables'])}")
+            return True
+        what, _, took_over = detail
+        if took_over:
+            self.say(f"  {job.label}: taking over its claim ({took_over}); resuming from its checkpoint if any")
+        name = stem(job.chash, job.bits, job.seed)
+        try:
+            record = self._compute(job, i, what, progress)
+        except Exception as e:
+            if self.claims is not None:
+                self.claims.fail(name, job.label, f"{type(e).__name__}: {e}" if not isinstance(e, HashbenchError)
+                                 else str(e))
+                self.claims.release(name)
+            raise
+        except BaseException:  # interrupted: the checkpoint stays, the claim goes, the run is resumable
+            if self.claims is not None:
+                self.claims.release(name)
+            raise
+        if record is not None:
+            records.append(record)
+        return True
+
+    def _wait(self, waiting: list, todo: dict, progress: SweepProgress, records: list) -> None:
+        """Wait for the runs other workers hold: each ends recorded, or its claim goes stale and
+        this worker takes it over."""
+        labels = [j.label for _, j in waiting]
+        self.say(f"  waiting for {len(waiting)} run{'s' if len(waiting) > 1 else ''} other workers hold: "
+                 f"{', '.join(labels[:4])}{' …' if len(labels) > 4 else ''}")
+        poll = min(2.0, self.cfg["claim_timeout"] / 10)
+        while waiting:
+            time.sleep(poll)
+            waiting = [(i, j) for i, j in waiting if not self._attempt(j, i, todo[j.key], progress, records)]
+
+    def _compute(self, job: Job, i: int, what: str, progress: SweepProgress) -> dict | None:
+        """Train (or fit) and score, or re-score saved codes; append the record (main process)."""
+        t = time.perf_counter()
+        if not self.world.is_main and not (what == "train" and job.deep):
+            self.world.barrier()  # classic fits and re-scoring are the main process's alone
+            return None
+        if what == "rescore":
+            progress.start(i, job.label, "re-scoring saved codes")
+            record = self.rescore(job)
+        else:
+            if self.world.is_main:
+                progress.start(i, job.label, "training" if job.deep else "fitting")
+            record = self.run_one(job.name, job.mcfg, job.bits, job.seed)
+        self.world.barrier()
+        if not self.world.is_main:
+            return None
+        name = stem(job.chash, job.bits, job.seed)
+        if not self.claims.holds(name):  # stalled past claim_timeout: another worker took the run over
+            self.say(f"  {job.label}: its claim was taken over by another worker while computing; this result "
+                     "is not recorded (the other worker's is)")
+            return None
+        self.store.append(record)  # one atomic line: earlier results are never overwritten
+        self.store.checkpoint_path(job.chash, job.bits, job.seed).unlink(missing_ok=True)
+        self.claims.clear_failure(name)
+        self.claims.release(name)
+        progress.finish((job.name, what), time.perf_counter() - t)
+        tables = job.mcfg["eval"]["tables"]
+        if what == "rescore":
+            self.say(f"  {job.label}: {shown(record, tables)} (re-scored saved codes of run "
+                     f"{record['reevaluated_from']}, eval {record['eval_seconds']:.2f}s)")
+        else:
+            self.say(f"  {job.label}: {shown(record, tables)} "
+                     f"(train {record['train_seconds']:.1f}s, eval {record['eval_seconds']:.2f}s)")
+        warning = no_relevant_note([record])
+        if warning:
+            self.say(f"  {job.label}: warning: {warning}")
+        return record
 
     def _changed_settings(self, jobs: list[Job], records: list[dict]) -> list[str]:
         """One line per method whose runs to train have stored runs of the same method, dataset,

@@ -58,7 +58,28 @@ CLASSIC = Schema("classic", {
                                                                    "backbone's features or raw pixels"),
 })
 
-SECTIONS = {"train": TRAIN, "eval": EVAL, "classic": CLASSIC}
+SUBMIT = Schema("submit", {
+    "cluster": Field([Options("auto", "slurm", "local")], "auto",
+                     "submitit's executor: auto (SLURM when sbatch is found, else local), slurm, or local (the "
+                     "tasks run as processes on this machine)"),
+    "tasks": Field([Interval(int, 1, None), None], None, "tasks of the job array (workers on out=); default: one "
+                                                         "per run to compute, at most 64"),
+    "array_parallelism": Field([Interval(int, 1, None)], 16, "tasks of the array running at once"),
+    "partition": Field([str, None], None, "SLURM partition"),
+    "gpus_per_task": Field([Interval(int, 0, None)], 0, "GPUs of each task; more than 1: each run of the task is "
+                                                        "a DDP run over them (one process per GPU)"),
+    "cpus_per_task": Field([Interval(int, 1, None)], 4, "CPU cores of each task (each process of a DDP task)"),
+    "mem_gb": Field([Interval(float, 0, None, closed="neither"), None], None, "memory of each task, GiB"),
+    "timeout_min": Field([Interval(int, 1, None)], 240, "wall time of each task, minutes (a task that reaches it "
+                                                        "is requeued and resumes)"),
+    "folder": Field([str, None], None, "submitit's logs and pickles; default OUT/submitit/<run id>"),
+    "options": Field([dict], {}, "further submitit parameters, passed as they are (e.g. "
+                                 "dict(slurm_account='x', slurm_qos='y'))"),
+    "wait": Field([Flag()], False, "wait for the array to finish and print the tables (default: print the job "
+                                   "ids and return)"),
+})
+
+SECTIONS = {"train": TRAIN, "eval": EVAL, "classic": CLASSIC, "submit": SUBMIT}
 
 # The top-level keys of a run config (files and words). The sections backbone, dataset and method
 # are dicts checked against their registered classes.
@@ -71,12 +92,17 @@ RUN = Schema("run", {
     "out": Field([str], "out", "output folder"),
     "plugins": Field([ListOf(str)], [], "modules or .py files to import first"),
     "force": Field([Flag()], False, "recompute runs already recorded"),
-    "launcher": Field([Options("none", "pytorch")], "none", "none or pytorch (under torchrun: DDP)"),
+    "launcher": Field([Options("none", "pytorch", "submitit")], "none",
+                      "none, pytorch (under torchrun: DDP) or submitit (a job array of sweep workers)"),
+    "workers": Field([Interval(int, 1, 1024)], 1, "worker processes of this sweep on this machine"),
+    "claim_timeout": Field([Interval(float, 0, None, closed="neither")], 300.0,
+                           "seconds without a heartbeat before another worker takes a run over"),
     "blas_threads": Field([Interval(int, 1, 4096), None], None, "BLAS threads of classic fits"),
     "custom_imports": Field([dict], None, "mmengine's plugin imports of a config file"),
     "train": Field([dict], None, "the train section"),
     "eval": Field([dict], None, "the eval section"),
     "classic": Field([dict], None, "the classic section"),
+    "submit": Field([dict], None, "the submit section (launcher=submitit)"),
     "backbone": Field([dict], None, "the backbone section"),
     "dataset": Field([dict], None, "the dataset section"),
     "method": Field([dict], None, "a method block every method of the run starts from"),

@@ -354,9 +354,11 @@ def test_records_from_before_config_hashes_count_as_done(tmp_path, monkeypatch, 
     assert calls == [] and "1 of 1 runs already done" in capsys.readouterr().out
 
 
-# ------------------------------------------------------------------------------ one writer per out=
+# ------------------------------------------------------------------------------ out/.lock: eval only
 
-def test_a_second_sweep_into_a_busy_out_stops_and_changes_nothing(tmp_path, capsys, monkeypatch):
+def test_an_eval_into_a_busy_out_stops_and_a_sweep_shares_it(tmp_path, capsys, monkeypatch):
+    """``out/.lock`` now guards re-scoring only: a sweep into a folder another process holds goes
+    on (its runs are claimed one by one), an eval stops at once and changes nothing."""
     import subprocess
     import sys
 
@@ -364,23 +366,22 @@ def test_a_second_sweep_into_a_busy_out_stops_and_changes_nothing(tmp_path, caps
     assert main(["run", f"out={out}", *THREE[:2], "seeds=0", *TINY]) == 0
     before = (out / "results.jsonl").read_bytes()
     capsys.readouterr()
-    holder = subprocess.Popen(  # another process holding the folder, as a running sweep does
+    holder = subprocess.Popen(  # another process holding the folder, as a running eval does
         [sys.executable, "-c", "import sys; from hashbench.results import ResultStore\n"
          "with ResultStore(sys.argv[1]).lock():\n    print('held', flush=True); sys.stdin.read()", str(out)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "held\n"
+        assert main(["eval", f"out={out}", "metrics=ndcg@10"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("hashbench: error: ") and err.count("\n") == 1, err
+        assert f"out={out} is in use by hashbench pid {holder.pid}" in err, err
+        assert (out / "results.jsonl").read_bytes() == before
         calls = count_run_one(monkeypatch)
-        for args in (["run", f"out={out}", *THREE], ["eval", f"out={out}", "metrics=ndcg@10"]):
-            assert main(args) == 2
-            err = capsys.readouterr().err
-            assert err.startswith("hashbench: error: ") and err.count("\n") == 1, err
-            assert f"out={out} is in use by hashbench pid {holder.pid}" in err, err
-        assert calls == [] and (out / "results.jsonl").read_bytes() == before
+        assert main(["run", f"out={out}", *THREE]) == 0
+        assert calls == [("lsh", 8, 1), ("lsh", 8, 2)]
     finally:
         holder.communicate("", timeout=30)
-    assert main(["run", f"out={out}", *THREE]) == 0  # released with the process: the sweep goes on
-    assert calls == [("lsh", 8, 1), ("lsh", 8, 2)]
 
 
 def test_a_rerun_under_other_settings_says_what_differs(tmp_path, capsys):
