@@ -1,4 +1,4 @@
-"""``hashbench`` command line: run, eval, table, compare, plot, report, list, data."""
+"""``hashbench`` command line: run, status, eval, table, compare, plot, report, list, data."""
 from __future__ import annotations
 
 import argparse
@@ -87,6 +87,12 @@ def _report_help() -> str:
         "hashbench report out=sweep bits=32 methods=dsrh,dpsh,random"])
 
 
+def _status_help() -> str:
+    from hashbench.config import STATUS_WORDS
+
+    return _keys_help(STATUS_WORDS, ["hashbench status out=sweep", "hashbench status out=sweep all=true"])
+
+
 def _plugins(names) -> None:
     from hashbench.plugins import import_plugin
 
@@ -135,6 +141,14 @@ def _run_workers(run, words: list[str]) -> int:
     if failed:
         raise HashbenchError(f"{', '.join(failed)} stopped with an error (its output above); the runs recorded are "
                              "kept: the same command resumes the rest")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from hashbench.config import STATUS_WORDS, parse_words
+    from hashbench.status import status
+
+    sys.stdout.write(status(parse_words(args.words, STATUS_WORDS)))
     return 0
 
 
@@ -242,7 +256,7 @@ def parser() -> argparse.ArgumentParser:
         epilog="A sweep: hashbench run out=sweep methods=dsrh,lsh seeds=0,1,2 (rerun to resume); then "
                "hashbench eval out=sweep metrics=p@10 (no retraining), hashbench table out=sweep format=latex, "
                "hashbench plot out=sweep, hashbench report out=sweep. `hashbench COMMAND --help` lists each command's keys.")
-    sub = p.add_subparsers(dest="command", metavar="{run,eval,table,compare,plot,report,list,data}")
+    sub = p.add_subparsers(dest="command", metavar="{run,status,eval,table,compare,plot,report,list,data}")
 
     def words_command(name, func, epilog, **text):
         """A command that takes key=value words; its --help ends with the words it accepts."""
@@ -259,6 +273,12 @@ def parser() -> argparse.ArgumentParser:
                               "(workers=N here, launcher=submitit on a cluster, or by hand): each run is claimed "
                               "before it is computed, so none is computed twice, and the runs of a worker that "
                               "dies are taken over (hashbench status out=DIR shows who does what).")
+    words_command("status", cmd_status, _status_help(),
+                  help="where a sweep stands: done, running (by which worker), stalled, failed and pending runs",
+                  description="Show the runs of the latest sweep planned into out= (or run=ID): how many are done, "
+                              "and each one running (its worker and heartbeat), stalled (a claim whose worker "
+                              "stopped beating: the next worker takes it over), failed (the error) or pending. "
+                              "Reads the folder only: works while the workers run, here or on a cluster.")
     words_command("eval", cmd_eval, _eval_help(),
                   help="re-evaluate the saved codes of earlier runs (other metrics or conventions), no retraining",
                   description="Score the saved codes (out/codes/) of stored runs again: metrics not yet stored, or "

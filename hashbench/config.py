@@ -230,6 +230,13 @@ REPORT_WORDS = Words(
     },
     lists=_LISTS | {"queries"},
 )
+STATUS_WORDS = Words(
+    keys={
+        "out": Field([str], None, "the sweep's output folder; default out"),
+        "run": Field([str], None, "the sweep (its run id) to show; default the latest planned into out="),
+        "all": Field([Flag()], None, "true: list the done runs too (default: only their count)"),
+    },
+)
 DATA_WORDS = Words(
     keys={
         "dataset": Field([str], None, "the dataset, e.g. mirflickr25k (hashbench list datasets)"),

@@ -347,12 +347,12 @@ class ResultStore:
         return {run_key(r) + conventions_of(r): r for r in merged}
 
     # sweeps -----------------------------------------------------------------------------------
-    def save_plan(self, run_id: str, runs: list[dict]) -> None:
+    def save_plan(self, run_id: str, runs: list[dict], force: bool = False) -> None:
         """The runs a sweep set out to compute (every worker of it writes the same file)."""
         if not re.fullmatch(r"[0-9A-Za-z_.-]+", run_id):
             raise HashbenchError(f"run id {run_id!r} cannot name a file")
         atomic_write_text(self.out / "sweeps" / f"{run_id}.json",
-                          json.dumps(dict(run_id=run_id, runs=runs), sort_keys=True) + "\n")
+                          json.dumps(dict(run_id=run_id, runs=runs, force=force), sort_keys=True) + "\n")
 
     def plans(self) -> list[dict]:
         """Every sweep's plan, oldest first; unreadable ones skipped with a warning."""

@@ -161,6 +161,12 @@ class Runner:
             if self.claims is not None:
                 self.claims.close()
 
+    def save_plan(self, jobs: list[Job]) -> None:
+        """``out/sweeps/<run id>.json``: the runs this command set out to compute (hashbench status)."""
+        self.store.save_plan(self.run_id, [dict(method=j.name, dataset=j.dataset, bits=j.bits, seed=j.seed,
+                                                config_hash=j.chash, conventions=list(j.conventions), label=j.label)
+                                           for j in jobs], force=bool(self.cfg["force"]))
+
     def _done(self, records: list[dict]) -> dict:
         """What counts as done: every stored record, or with ``force=true`` only those this command
         (its workers share its run id) wrote."""
@@ -245,9 +251,7 @@ class Runner:
                                                stored):
                 self.say(line)
         if self.world.is_main:
-            self.store.save_plan(self.run_id, [dict(method=j.name, dataset=j.dataset, bits=j.bits, seed=j.seed,
-                                                    config_hash=j.chash, conventions=list(j.conventions))
-                                               for j in jobs])
+            self.save_plan(jobs)
         self.world.barrier()  # every process planned from the same results.jsonl before any is written
         progress = SweepProgress(len(jobs), [(j.name, todo[j.key]) for j in jobs if todo[j.key] != "skip"],
                                  self.stream)
