@@ -154,7 +154,9 @@ RUN_WORDS = Words(
 )
 EVAL_WORDS = Words(
     keys={
-        "out": Field([str], None, "the output folder of earlier runs (results.jsonl, codes/); default out"),
+        "out": Field([str, ListOf(str, 1)], None, "the output folder of earlier runs (results.jsonl, codes/), or "
+                                                  "several (a,b): each re-scored into its own, the tables of all "
+                                                  "printed as one; default out"),
         "metrics": Field([ListOf(str, 1)], None, "metrics to compute from the saved codes, e.g. map,p@10,ndcg@50 "
                                                  "(default: each run's own)"),
         **_filters(),
@@ -201,7 +203,8 @@ COMPARE_WORDS = Words(
 )
 PLOT_WORDS = Words(
     keys={
-        "out": Field([str], None, "the output folder holding results.jsonl and codes/; default out"),
+        "out": Field([str, ListOf(str, 1)], None, "the output folder holding results.jsonl and codes/, or several "
+                                                  "(a,b) read as one; default out"),
         "to": Field([str], None, "folder for the PNG files; default OUT/figures"),
         "metrics": Field([ListOf(str, 1)], None, "metrics plotted against code length (default: the runs' "
                                                  "eval.tables)"),
@@ -214,7 +217,8 @@ PLOT_WORDS = Words(
 )
 REPORT_WORDS = Words(
     keys={
-        "out": Field([str], None, "the output folder holding results.jsonl and codes/; default out"),
+        "out": Field([str, ListOf(str, 1)], None, "the output folder holding results.jsonl and codes/, or several "
+                                                  "(a,b) read as one; default out"),
         "to": Field([str], None, "the HTML file written; default OUT/report.html"),
         "metrics": Field([ListOf(str, 1)], None, "metrics tabulated and plotted (default: the runs' eval.tables)"),
         **_filters(),

@@ -86,13 +86,14 @@ def _metric_figure(Figure, recs: list[dict], metric: str, title: str):
 def _curves(store: ResultStore, recs: list[dict], conv: tuple, ks) -> tuple[dict, list[str]]:
     """(row, bits) → curves averaged over seeds; and the runs left out for lack of saved codes."""
     from hashbench.metrics import DEFAULT_CURVE_KS, curves
+    from hashbench.stored import store_of
 
     settings = dict(zip(CONVENTION_KEYS, conv))
     runs = defaultdict(list)
     missing = []
     for r in recs:
         h = r.get("config_hash")
-        if h and store.has_codes(h, r["bits"], r["seed"]):
+        if h and store_of(r, store).has_codes(h, r["bits"], r["seed"]):
             runs[(row_label(r), r["bits"])].append(r)
         else:
             missing.append(f"{r['method']} {r['bits']} bits seed {r['seed']}")
@@ -101,7 +102,7 @@ def _curves(store: ResultStore, recs: list[dict], conv: tuple, ks) -> tuple[dict
         per_seed = []
         for r in list(rs):
             try:
-                c = store.load_codes(r["config_hash"], r["bits"], r["seed"])
+                c = store_of(r, store).load_codes(r["config_hash"], r["bits"], r["seed"])
             except DamagedCodes as e:  # one damaged file costs its run's curves, not the figures
                 missing.append(f"{r['method']} {r['bits']} bits seed {r['seed']} ({e})")
                 rs.remove(r)
@@ -127,12 +128,12 @@ def plot(words: dict, stream=None) -> list[Path]:
     from hashbench.stored import load_results, select
 
     Figure, Canvas = _matplotlib()
-    out = Path(words.get("out", "out"))
-    store, records = load_results(out)
+    given = words.get("out", "out")
+    store, records = load_results(given)
     merged = select(latest(records), words)
     metrics = words.get("metrics") or table_metrics(merged)
     check_metrics(merged, metrics)
-    to = check_out_folder(words.get("to", out / "figures"), "to")
+    to = check_out_folder(words.get("to", store.out / "figures"), "to")  # of several folders: the first's
     groups = sections(merged)
     written, left_out = [], []
     for (dataset, conv, recs), tag in zip(groups, section_tags(groups)):

@@ -146,9 +146,11 @@ def _item(label_html: str, uri: str | None, title: str, css: str, kind: str, ind
 
 def examples(store: ResultStore, recs: list[dict], words: dict) -> tuple[str, int]:
     """The retrieval examples of one section (HTML) and how many thumbnails it holds."""
+    from hashbench.stored import store_of
+
     bits = words.get("example_bits") or max(r["bits"] for r in recs)
     at = [r for r in recs if r["bits"] == bits and r.get("config_hash")
-          and store.has_codes(r["config_hash"], r["bits"], r["seed"])]
+          and store_of(r, store).has_codes(r["config_hash"], r["bits"], r["seed"])]
     if not at:
         return f'<p class="note">No saved codes at {bits} bits in this section: no retrieval examples.</p>', 0
     rows = list(dict.fromkeys(row_label(r) for r in at))
@@ -159,7 +161,7 @@ def examples(store: ResultStore, recs: list[dict], words: dict) -> tuple[str, in
         seed = common[0] if common else seeds[row][0]
         rec = next(r for r in at if row_label(r) == row and r["seed"] == seed)
         try:
-            codes[row] = (rec, store.load_codes(rec["config_hash"], bits, seed))
+            codes[row] = (rec, store_of(rec, store).load_codes(rec["config_hash"], bits, seed))
         except DamagedCodes as e:
             skipped.append(f"{row}: {e}")
     if not codes:
@@ -297,13 +299,15 @@ def report(words: dict, stream=None) -> tuple[Path, dict]:
     from hashbench.stored import load_results, select, stats_of
 
     _check_words(words)
-    out = Path(words.get("out", "out"))
-    store, records = load_results(out)
+    given = words.get("out", "out")
+    out = ", ".join(map(str, given)) if isinstance(given, (list, tuple)) else str(given)
+    store, records = load_results(given)
+    source = ", ".join(str(ResultStore(f).path) for f in given) if isinstance(given, (list, tuple)) else store.path
     merged = select(latest(records), words)
     metrics = words.get("metrics") or table_metrics(merged)
     if "metrics" in words:
         check_metrics(merged, metrics)
-    to = Path(words.get("to") or out / "report.html")
+    to = Path(words.get("to") or store.out / "report.html")  # of several folders: in the first
     if to.is_dir():
         raise HashbenchError(f"to={to} is a folder; give the report's file name, e.g. to={to / 'report.html'}")
     check_out_folder(to.parent, "to")
@@ -352,7 +356,7 @@ def report(words: dict, stream=None) -> tuple[Path, dict]:
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>hashbench report: {_e(out)}</title><style>{CSS}</style></head><body>"
             f"<h1>hashbench report: {_e(out)}</h1>"
-            f"<p>{len(merged)} runs from {_e(store.path)}; written {_e(time.strftime('%Y-%m-%d %H:%M:%S'))} by "
+            f"<p>{len(merged)} runs from {_e(source)}; written {_e(time.strftime('%Y-%m-%d %H:%M:%S'))} by "
             f"hashbench {_e(hashbench.__version__)}.</p><ul>{''.join(toc)}</ul>" + "\n".join(body)
             + "</body></html>\n")
     atomic_write_text(to, page)

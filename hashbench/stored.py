@@ -218,9 +218,22 @@ def load_results(out: str | Path | list, *, writes: bool = False) -> tuple[Resul
 
 
 def _from_store(record: dict, store: ResultStore) -> dict:
-    """``record`` with its per-query scores reference pointing into ``store`` (read as one of several)."""
-    ref = record.get("per_query")
-    return {**record, "per_query": {**ref, "store": str(store.out)}} if isinstance(ref, dict) else record
+    """``record`` read from ``store`` as one of several: its per-query scores reference points into
+    ``store``, and ``_out`` names the folder its saved codes are in (:func:`store_of`)."""
+    where = str(store.out)
+    record = {**record, "_out": where}
+    if isinstance(record.get("per_query"), dict):
+        record["per_query"] = {**record["per_query"], "store": where}
+    if isinstance(record.get("_per_query"), dict):  # a merged record (results.latest): one reference per metric
+        record["_per_query"] = {m: {**ref, "store": where} if isinstance(ref, dict) else ref
+                                for m, ref in record["_per_query"].items()}
+    return record
+
+
+def store_of(record: dict, default: ResultStore) -> ResultStore:
+    """The store holding a record's saved codes: its own folder when read from several."""
+    out = record.get("_out")
+    return default if out is None or Path(out) == default.out else ResultStore(out)
 
 
 def table(words: dict) -> str:
@@ -243,9 +256,30 @@ def evaluate_stored(words: dict, stream=None) -> list[dict]:
     ``eval.*`` words, appends one record per run that needed anything new (``force=true``:
     recompute all), and prints the tables of the selected runs under these settings.
     """
-    store, _ = load_results(words.get("out", "out"), writes=True)  # a folder without results fails first
-    with store.lock():
-        return _evaluate_stored(words, stream)
+    from contextlib import ExitStack
+
+    given = words.get("out", "out")
+    folders = list(dict.fromkeys(given)) if isinstance(given, (list, tuple)) else [given]
+    stores = [load_results(f, writes=True)[0] for f in folders]  # a folder without results fails first
+    say = lambda text: note(text, stream or sys.stdout)  # noqa: E731
+    evaluated, listed, refused = [], [], []
+    with ExitStack() as held:
+        for store in stores:
+            held.enter_context(store.lock())
+        for folder in folders:  # each store's codes re-scored into its own results.jsonl
+            done, shown_recs, left = _evaluate_stored({**words, "out": folder}, stream)
+            evaluated += done
+            listed += shown_recs
+            refused += left
+    if listed:
+        overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}
+        metrics = overrides.get("tables") or words.get("metrics")
+        say("\n" + render(listed, metrics, stats=stats_of(stores[0])))
+    if refused:
+        raise HashbenchError(f"{len(refused)} stored run{'s' if len(refused) > 1 else ''} left out, saved codes "
+                             f"refused (the others are scored and recorded): {refused[0]}"
+                             + (" …" if len(refused) > 1 else ""))
+    return evaluated
 
 
 def _codes_on_other_data(store: ResultStore, record: dict) -> bool:
@@ -258,7 +292,8 @@ def _codes_on_other_data(store: ResultStore, record: dict) -> bool:
     return data_of(manifest) not in (None, data_of(record))
 
 
-def _evaluate_stored(words: dict, stream=None) -> list[dict]:
+def _evaluate_stored(words: dict, stream=None) -> tuple[list, list, list]:
+    """One folder's re-scoring: the records appended, the records to show, the runs refused."""
     store, records = load_results(words.get("out", "out"))
     say = lambda text: note(text, stream or sys.stdout)  # noqa: E731
     overrides = EVAL.check({k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("eval.")}, fill=False)
@@ -326,13 +361,5 @@ def _evaluate_stored(words: dict, stream=None) -> list[dict]:
         + (f"; {len(no_codes)} have no saved codes (older runs?) and were left out: "
            + ", ".join(f"{b['method']} {b['bits']} bits seed {b['seed']}" for b in no_codes[:5])
            + (" …" if len(no_codes) > 5 else "") if no_codes else ""))
-    if shown_keys:
-        merged = {run_key(r) + conventions_of(r): r for r in latest(store.records())}
-        recs = [merged[k] for k in shown_keys]
-        metrics = overrides.get("tables") or overrides.get("metrics")
-        say("\n" + render(recs, metrics, stats=stats_of(store)))
-    if refused:
-        raise HashbenchError(f"{len(refused)} stored run{'s' if len(refused) > 1 else ''} left out, saved codes "
-                             f"refused (the others are scored and recorded): {refused[0]}"
-                             + (" …" if len(refused) > 1 else ""))
-    return evaluated
+    merged = {run_key(r) + conventions_of(r): r for r in latest(store.records())}
+    return evaluated, [_from_store(merged[k], store) for k in shown_keys], refused
