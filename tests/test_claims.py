@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from claim_files import forge
 from hashbench.claims import Claims, ShortLock
 
 
@@ -26,17 +27,6 @@ def _racers(out, stem, n=6):
     for p in procs:
         p.join(60)
     return got
-
-
-def forge(out, stem, *, age, host_tag="another-host", pid=12345, timeout=5.0, token="old"):
-    """A claim as a worker on another machine leaves it, its heartbeat ``age`` seconds old."""
-    path = out / "claims" / f"{stem}.claim"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(owner=f"node7:{pid}", host="node7", host_tag=host_tag, pid=pid, token=token,
-                                    run="lsh 8 bits seed 0", run_id="x", timeout=timeout)) + "\n")
-    t = time.time() - age
-    os.utime(path, (t, t))
-    return path
 
 
 def test_of_processes_claiming_one_run_at_once_exactly_one_wins(tmp_path):

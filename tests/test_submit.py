@@ -88,7 +88,7 @@ def test_submit_options_submitit_refuses_are_one_line_errors(tmp_path, capsys):
 
 
 def test_status_shows_running_stalled_failed_and_pending_runs(tmp_path, capsys):
-    from tests.test_claims import forge
+    from claim_files import forge
 
     from hashbench.claims import Claims
     from hashbench.config import build_run_config, parse_words

@@ -104,7 +104,7 @@ def test_a_killed_worker_s_run_is_taken_over_and_resumed_from_its_checkpoint(tmp
 
 def test_a_claim_left_on_another_machine_is_taken_over_once_its_heartbeat_is_older_than_the_timeout(
         tmp_path, capsys):
-    from tests.test_claims import forge
+    from claim_files import forge
 
     from hashbench.config import build_run_config, parse_words
     from hashbench.results import stem
