@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA checks in one script: the CUDA-only tests, the two speed benchmarks and the feature-cache
 # benchmark on the GPU, and end-to-end runs of the default job in fp32, bf16 and under torchrun
-# (one process, NCCL). Run from the repo root on a machine with a GPU, after `pip install -e ".[test]"`:
+# (one process, NCCL), and of a sweep shared by workers (workers=2, launcher=submitit locally). Run
+# from the repo root on a machine with a GPU, after `pip install -e ".[test]"`:
 #
 #     bash benchmarks/gpu_check.sh [LOG_DIR]      # default LOG_DIR: out/gpu_check
 #
@@ -65,6 +66,12 @@ step run-dsrh-as-released hashbench run methods=dsrh_as_released backbone.type=t
 step run-torchrun-dsrh-as-released torchrun --standalone --nproc-per-node=1 -m hashbench.cli run \
     methods=dsrh_as_released bits=32 epochs=2 method.balance_count=1 device=cuda launcher=pytorch \
     "out=$LOG_DIR/run_nccl_as_released"
+# a sweep shared by workers on CUDA: two workers on this machine (one GPU each, round robin when there
+# is one), then the submitit path with its local executor, one GPU per task
+step run-workers hashbench run methods=dsrh,dpsh,itq bits=16,32 epochs=3 device=cuda workers=2 \
+    "out=$LOG_DIR/run_workers"
+step run-submitit-local hashbench run methods=dsrh,dpsh bits=16,32 epochs=3 device=cuda launcher=submitit \
+    submit.cluster=local submit.tasks=2 submit.gpus_per_task=1 submit.wait=true "out=$LOG_DIR/run_submitit"
 step feature_cache python benchmarks/feature_cache.py --device cuda
 echo "gpu_check: $failed failed step(s); log in $LOG" | tee -a "$LOG"
 exit "$failed"

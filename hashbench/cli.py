@@ -124,7 +124,9 @@ def cmd_run(args) -> int:
 
 
 def _run_workers(run, words: list[str]) -> int:
-    """``workers=N``: N worker processes, then the tables of what they recorded."""
+    """``workers=N``: this process and N-1 started ones, then the tables of what they recorded."""
+    import traceback
+
     from hashbench.runner import Runner
     from hashbench.stored import new_run_id
     from hashbench.workers import launch
@@ -133,7 +135,22 @@ def _run_workers(run, words: list[str]) -> int:
     run_id = new_run_id()
     print(f"hashbench: {n} workers on out={out} (run {run_id}); hashbench status out={out} shows their runs",
           flush=True)
-    codes = launch(words, n, run_id, device=run.cfg["device"])
+
+    def here(stream) -> int:
+        runner = Runner(run, stream=stream)
+        try:
+            runner.run()
+        except HashbenchError as e:
+            print(f"hashbench: error: {e}", file=stream)
+            return 2
+        except Exception:
+            traceback.print_exc(file=stream)
+            return 1
+        finally:
+            runner.world.close()
+        return 0
+
+    codes = launch(words, n, run_id, device=run.cfg["device"], here=here)
     runner = Runner(run)
     runner.run_id = run_id
     runner.print_tables(runner.plan())

@@ -340,10 +340,13 @@ class Runner:
         labels = [j.label for _, j in waiting]
         self.say(f"  waiting for {len(waiting)} run{'s' if len(waiting) > 1 else ''} other workers hold: "
                  f"{', '.join(labels[:4])}{' …' if len(labels) > 4 else ''}")
-        poll = min(2.0, self.cfg["claim_timeout"] / 10)
+        # Most of them are recorded by the time this worker reaches the end of the plan: look again
+        # at once, then back off to a poll of at most 2 s (a tenth of the timeout when that is shorter).
+        poll, most = 0.0, min(2.0, self.cfg["claim_timeout"] / 10)
         while waiting:
             time.sleep(poll)
             waiting = [(i, j) for i, j in waiting if not self._attempt(j, i, todo[j.key], progress, records)]
+            poll = min(most, max(2 * poll, 0.05))
 
     def _compute(self, job: Job, i: int, what: str, progress: SweepProgress) -> dict | None:
         """Train (or fit) and score, or re-score saved codes; append the record (main process)."""

@@ -1,8 +1,9 @@
 """``workers=N``: one sweep shared by N worker processes on this machine.
 
-Each worker is ``python -m hashbench.cli run`` with the same words (less ``workers=``): every
-worker plans the whole sweep and claims runs one at a time (:mod:`hashbench.claims`), so the
-workers never train the same run and a worker that dies leaves its runs to the others. They share
+Worker 0 is the command's own process (it has imported and checked everything already); the
+others are ``python -m hashbench.cli run`` with the same words (less ``workers=``). Every worker
+plans the whole sweep and claims runs one at a time (:mod:`hashbench.claims`), so the workers
+never train the same run and a worker that dies leaves its runs to the others. They share
 the command's run id (``HASHBENCH_RUN_ID``), so ``force=true`` means "recompute once in this
 command", not once per worker. With GPUs each worker sees one of them (``CUDA_VISIBLE_DEVICES``,
 round robin when there are more workers than GPUs); on the CPU the cores are divided between the
@@ -12,15 +13,17 @@ have stopped.
 """
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager, nullcontext, redirect_stderr, redirect_stdout
 
 RUN_ID_ENV = "HASHBENCH_RUN_ID"  # the command's run id, shared by its workers
 WORKER_ENV = "HASHBENCH_WORKER"  # set in a worker: "i/N"; a worker leaves the tables to its launcher
 WORKER_ID_ENV = "HASHBENCH_WORKER_ID"  # a worker's identity across restarts (a requeued cluster task)
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
                 "VECLIB_MAXIMUM_THREADS")
 _LAUNCH_KEYS = ("workers", "launcher")
 
@@ -49,35 +52,107 @@ def worker_env(i: int, n: int, run_id: str, gpus: list[str], cores: int, device:
         env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
     else:
         share = str(max(1, cores // n))
-        env.update({v: share for v in _THREAD_VARS})
+        env.update({v: share for v in THREAD_VARS})
     return env
 
 
-def _relay(stream, prefix: str, sink) -> None:
+class _Lines(io.TextIOBase):
+    """A text stream that hands ``sink`` whole lines, each behind ``prefix``, under ``lock``: the
+    launcher's own worker writes through it while the relays write the others' lines."""
+
+    def __init__(self, sink, prefix: str, lock: threading.Lock):
+        super().__init__()
+        self.sink, self.prefix, self.lock, self.part = sink, prefix, lock, ""
+
+    def write(self, text: str) -> int:
+        *lines, self.part = (self.part + text).split("\n")
+        if lines:
+            with self.lock:
+                self.sink.write("".join(f"{self.prefix}{line}\n" for line in lines))
+                self.sink.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        if self.part:
+            self.write("\n")
+        super().close()
+
+
+def _relay(stream, prefix: str, sink, lock: threading.Lock) -> None:
     for line in iter(stream.readline, ""):
-        sink.write(prefix + line)
-        sink.flush()
+        with lock:
+            sink.write(prefix + line)
+            sink.flush()
     stream.close()
 
 
-def launch(words: list[str], n: int, run_id: str, device: str = "auto", sink=None) -> list[int]:
+@contextmanager
+def _as_worker(i: int, n: int, run_id: str, cores: int, gpus: list[str], device: str):
+    """This process as worker ``i`` of ``n``: its environment marks, and on the CPU its share of the
+    cores in each thread pool (the variables a started worker gets are read once, at import)."""
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    saved = {k: os.environ.get(k) for k in (RUN_ID_ENV, WORKER_ENV)}
+    os.environ.update({RUN_ID_ENV: run_id, WORKER_ENV: f"{i}/{n}"})
+    threads = (torch.get_num_threads(), numba.get_num_threads())
+    share = max(1, cores // n)
+    limits = nullcontext() if gpus and device != "cpu" else threadpool_limits(limits=share)
+    try:
+        if not (gpus and device != "cpu"):
+            torch.set_num_threads(share)
+            numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
+        with limits:
+            yield
+    finally:
+        torch.set_num_threads(threads[0])
+        numba.set_num_threads(threads[1])
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def launch(words: list[str], n: int, run_id: str, device: str = "auto", sink=None, here=None) -> list[int]:
     """Start ``n`` workers of ``hashbench run WORDS`` and wait for them; their output, each line
     prefixed ``[worker i]``, goes to ``sink`` (stdout). Returns their exit statuses. Interrupted,
-    the workers are interrupted too (they release their claims; their checkpoints stay)."""
+    the workers are interrupted too (they release their claims; their checkpoints stay).
+
+    With ``here`` (``here(stream)`` runs one worker in this process and returns its exit status),
+    worker 0 is this process: it has imported and checked everything already, so it computes while
+    the others start up (seconds each: torch, scikit-learn and the data). Without GPUs it keeps to
+    its share of the cores; with them it uses the first, as a started worker 0 would."""
     sink = sink or sys.stdout
     gpus = visible_gpus() if device != "cpu" else []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     argv = [sys.executable, "-m", "hashbench.cli", "run", *worker_words(words)]
+    lock = threading.Lock()
     procs, relays = [], []
-    for i in range(n):
+    for i in range(1 if here else 0, n):
         p = subprocess.Popen(argv, env=worker_env(i, n, run_id, gpus, cores, device), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, bufsize=1)
-        t = threading.Thread(target=_relay, args=(p.stdout, f"[worker {i}] ", sink), daemon=True)
+        t = threading.Thread(target=_relay, args=(p.stdout, f"[worker {i}] ", sink, lock), daemon=True)
         t.start()
         procs.append(p)
         relays.append(t)
+    codes = []
     try:
-        codes = [p.wait() for p in procs]
+        if here:
+            stream = _Lines(sink, "[worker 0] ", lock)
+            try:
+                with _as_worker(0, n, run_id, cores, gpus, device), redirect_stdout(stream), redirect_stderr(stream):
+                    codes.append(here(stream))
+            finally:
+                stream.close()
+        codes += [p.wait() for p in procs]
     except KeyboardInterrupt:
         for p in procs:
             if p.poll() is None:
@@ -90,4 +165,4 @@ def launch(words: list[str], n: int, run_id: str, device: str = "auto", sink=Non
     return codes
 
 
-__all__ = ["RUN_ID_ENV", "WORKER_ENV", "WORKER_ID_ENV", "launch", "worker_env", "worker_words"]
+__all__ = ["RUN_ID_ENV", "THREAD_VARS", "WORKER_ENV", "WORKER_ID_ENV", "launch", "worker_env", "worker_words"]

@@ -6,7 +6,9 @@ import subprocess
 import sys
 import time
 
+import numba
 import pytest
+import torch
 
 from hashbench.cli import main
 from hashbench.results import read_records, run_key
@@ -48,8 +50,11 @@ def worker(words, run_id, i=0, **env):
 def test_three_workers_record_exactly_what_one_process_does(tmp_path, capsys):
     assert main(["run", f"out={tmp_path / 'one'}", *CLASSIC]) == 0
     capsys.readouterr()
+    threads = torch.get_num_threads(), numba.get_num_threads()
     assert main(["run", f"out={tmp_path / 'three'}", "workers=3", *CLASSIC]) == 0
     printed = capsys.readouterr().out
+    assert (torch.get_num_threads(), numba.get_num_threads()) == threads  # worker 0 was this process: restored
+    assert any(line.startswith("[worker 0]   ") and "(train " in line for line in printed.splitlines())
     one, three = (read_records(tmp_path / d / "results.jsonl") for d in ("one", "three"))
     assert len(three) == 12 and len({run_key(r) for r in three}) == 12  # none twice, none lost
     assert comparable(three) == comparable(one)
@@ -124,16 +129,26 @@ def test_a_claim_left_on_another_machine_is_taken_over_once_its_heartbeat_is_old
     assert len(read_records(out / "results.jsonl")) == 1 and not list((out / "claims").glob("*.claim"))
 
 
-def test_a_run_failing_in_one_worker_is_left_by_the_others_and_retried_by_the_next_command(tmp_path, capsys):
+def test_a_run_failing_in_one_worker_is_left_by_the_others_and_retried_by_the_next_command(
+        tmp_path, capsys, monkeypatch):
     plugin = tmp_path / "broken.py"
-    plugin.write_text("from hashbench.registry import METHODS, lookup\n"
-                      "def fit(self, X, y=None):\n    raise ValueError('broken fit')\n"
-                      "import os\n"
-                      "if os.environ.get('HASHBENCH_WORKER'):  # in the workers only\n"
-                      "    lookup(METHODS, 'lsh').fit = fit\n")
+    # Broken while HB_BROKEN_FIT is set (in this process, worker 0, and the workers it starts): the
+    # patch outlives the test in this process, inert without the variable.
+    plugin.write_text("import os\n"
+                      "from hashbench.registry import METHODS, lookup\n"
+                      "lsh = lookup(METHODS, 'lsh')\n"
+                      "real = getattr(lsh.fit, 'real', lsh.fit)\n"
+                      "def fit(self, X, y=None):\n"
+                      "    if os.environ.get('HB_BROKEN_FIT'):\n"
+                      "        raise ValueError('broken fit')\n"
+                      "    return real(self, X, y)\n"
+                      "fit.real = real\n"
+                      "lsh.fit = fit\n")
     out = tmp_path / "out"
     words = [f"out={out}", "methods=lsh", "bits=8", "seeds=0", "classic.features=pixels", *TINY]
+    monkeypatch.setenv("HB_BROKEN_FIT", "1")
     assert main(["run", *words, f"plugins={plugin}", "workers=2"]) == 2
+    monkeypatch.delenv("HB_BROKEN_FIT")
     printed = capsys.readouterr()
     assert "ValueError: broken fit" in printed.out and printed.err.count("\n") == 1
     assert "stopped with an error" in printed.err
