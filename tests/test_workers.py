@@ -131,7 +131,7 @@ def test_a_claim_left_on_another_machine_is_taken_over_once_its_heartbeat_is_old
 
 def test_a_run_failing_in_one_worker_is_left_by_the_others_and_retried_by_the_next_command(
         tmp_path, capsys, monkeypatch):
-    plugin = tmp_path / "broken.py"
+    plugin = tmp_path / "broken_fit_while_set.py"  # a name of its own: a plugin file is imported once a process
     # Broken while HB_BROKEN_FIT is set (in this process, worker 0, and the workers it starts): the
     # patch outlives the test in this process, inert without the variable.
     plugin.write_text("import os\n"
