@@ -300,9 +300,10 @@ def report(words: dict, stream=None) -> tuple[Path, dict]:
 
     _check_words(words)
     given = words.get("out", "out")
-    out = ", ".join(map(str, given)) if isinstance(given, (list, tuple)) else str(given)
+    folders = given if isinstance(given, (list, tuple)) else [given]
+    out = ", ".join(map(str, folders))
     store, records = load_results(given)
-    source = ", ".join(str(ResultStore(f).path) for f in given) if isinstance(given, (list, tuple)) else store.path
+    source = ", ".join(str(ResultStore(f).path) for f in folders)
     merged = select(latest(records), words)
     metrics = words.get("metrics") or table_metrics(merged)
     if "metrics" in words:

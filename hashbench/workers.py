@@ -104,12 +104,12 @@ def _as_worker(i: int, n: int, run_id: str, cores: int, gpus: list[str], device:
     os.environ.update({RUN_ID_ENV: run_id, WORKER_ENV: f"{i}/{n}"})
     threads = (torch.get_num_threads(), numba.get_num_threads())
     share = max(1, cores // n)
-    limits = nullcontext() if gpus and device != "cpu" else threadpool_limits(limits=share)
+    on_cpu = not gpus or device == "cpu"
     try:
-        if not (gpus and device != "cpu"):
+        if on_cpu:
             torch.set_num_threads(share)
             numba.set_num_threads(min(share, numba.config.NUMBA_NUM_THREADS))
-        with limits:
+        with threadpool_limits(limits=share) if on_cpu else nullcontext():
             yield
     finally:
         torch.set_num_threads(threads[0])
