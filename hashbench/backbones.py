@@ -7,6 +7,11 @@ before it (timm's ``features_only`` interface, CNNs and ViTs alike) — a stand-
 
 No network: weights come from a local ``checkpoint`` file (for timm also ``pretrained=True`` when
 timm already has the weights in its cache); nothing is downloaded.
+
+The network's input geometry comes from the backbone, not from the dataset (``input_size``): the
+size its weights were trained at (timm's pretrained config, the same one
+``timm.data.resolve_model_data_config`` reads; torchvision's 224) and the interpolation that
+config names; :class:`hashbench.model.DeepHasher` resizes the dataset's stored images to it.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import torch
 from torch import nn
 
 from hashbench.errors import HashbenchError, suggest
-from hashbench.params import Constraint, Options
+from hashbench.params import Constraint, Interval, Options
 from hashbench.registry import BACKBONES
 
 
@@ -85,6 +90,40 @@ class _MissingKeys(logging.Handler):
             logger.setLevel(level)
 
 
+INPUT_SIZE_WORDS = ("auto", "pretrained", "data")
+
+
+def input_geometry(cfg: dict) -> tuple[tuple[int, int] | None, str]:
+    """What the network of a backbone config takes, from the config alone (nothing is built):
+    ``(H, W)`` — None for the images as the dataset stores them — and the resize interpolation.
+    A backbone class without an ``input_geometry`` (a plugin's) takes the stored images."""
+    from hashbench.registry import lookup
+
+    resolve = getattr(lookup(BACKBONES, cfg["type"]), "input_geometry", None)
+    if resolve is None:
+        return None, "bilinear"
+    return resolve(**{k: v for k, v in cfg.items() if k != "type"})
+
+
+def hashed_input_size(cfg: dict) -> list[int] | str | None:
+    """The input size a backbone config enters the code hash with (see
+    :func:`hashbench.results.code_config`): the [H, W] it resolves to (``"data"``: the stored
+    images), or None where that is the
+    class's ``unhashed_input_size`` — what it took before ``input_size`` was a parameter (timm:
+    the stored images; torchvision: 224) — so those configs keep their hashes and records."""
+    from hashbench.registry import lookup
+
+    if cfg["type"] not in BACKBONES:
+        return None  # a record's plugin backbone, its plugin not imported: hashed as written
+    size, _ = input_geometry(cfg)
+    before = getattr(lookup(BACKBONES, cfg["type"]), "unhashed_input_size", None)
+    return None if size == before else list(size) if size else "data"
+
+
+def _square(n: int) -> tuple[int, int]:
+    return int(n), int(n)
+
+
 class WeightsFile(Constraint):
     """A local weights file that :func:`_check_weights_file` accepts (checked when the config is,
     before any work: a bad file is refused in one line saying why)."""
@@ -119,6 +158,13 @@ class TimmBackbone(nn.Module):
         before the last).
     frozen : bool
         Freeze all weights (used by classic methods, which hash fixed features).
+    input_size : {"auto", "pretrained", "data"} or int
+        The side the network takes images at. ``pretrained``: the model's pretrained config
+        (``resnet50``: 224, ``vit_base_patch16_384``: 384); ``data``: the dataset's stored images
+        as they are; an int: that many pixels square. ``auto`` (default): ``pretrained`` when
+        weights are loaded (``pretrained`` or ``checkpoint``) or the architecture fixes its input
+        size (ViTs), otherwise ``data`` — a network trained from scratch has no size its filters
+        were learned at, and the embedded data's 32-pixel canvases stay cheap.
 
     Attributes
     ----------
@@ -126,12 +172,42 @@ class TimmBackbone(nn.Module):
         Channels of the (final, lower) features.
     mean, std : tuple[float, ...]
         The normalisation the weights expect (from timm's pretrained config).
+    input_size : tuple[int, int, int] or None
+        (3, H, W) that images are resized to, or None (taken as stored).
+    interpolation : str
+        ``bilinear`` or ``bicubic``, as the pretrained config names it.
     """
 
-    _parameter_constraints = {"checkpoint": [WeightsFile(), None]}
+    _parameter_constraints = {"checkpoint": [WeightsFile(), None],
+                              "input_size": [Options(*INPUT_SIZE_WORDS), Interval(int, 16, None)]}
+    unhashed_input_size = None
+
+    @staticmethod
+    def input_geometry(name: str = "resnet18", *, pretrained: bool = False, checkpoint: str | None = None,
+                       input_size="auto", **_) -> tuple[tuple[int, int] | None, str]:
+        """(H, W) or None, and the interpolation, of ``input_size`` for this model (see the class)."""
+        import timm
+
+        cfg = timm.get_pretrained_cfg(name)
+        interpolation = cfg.interpolation if cfg is not None and cfg.interpolation == "bicubic" else "bilinear"
+        fixed = bool(cfg is not None and cfg.fixed_input_size)
+        declared = tuple(int(v) for v in cfg.input_size[1:]) if cfg is not None and cfg.input_size else None
+        if input_size == "data" or (input_size == "auto" and not (pretrained or checkpoint or fixed)):
+            size = None
+        elif input_size in ("auto", "pretrained"):
+            if declared is None:
+                raise HashbenchError(f"timm model {name!r} has no pretrained config that declares an input size; set "
+                                     "backbone.input_size=N (pixels) or backbone.input_size=data")
+            size = declared
+        else:
+            size = _square(input_size)
+        if fixed and size != declared:
+            raise HashbenchError(f"timm model {name!r} takes only {declared[0]}x{declared[1]} images (a fixed input "
+                                 f"size); backbone.input_size={input_size!r} cannot be used with it")
+        return size, interpolation
 
     def __init__(self, name: str = "resnet18", *, pretrained: bool = False, checkpoint: str | None = None,
-                 lower_stage: int = -2, frozen: bool = False):
+                 lower_stage: int = -2, frozen: bool = False, input_size="auto"):
         super().__init__()
         import timm
 
@@ -177,6 +253,9 @@ class TimmBackbone(nn.Module):
         cfg = getattr(self.model, "pretrained_cfg", {}) or {}
         self.mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        size, self.interpolation = self.input_geometry(name, pretrained=pretrained, checkpoint=checkpoint,
+                                                       input_size=input_size)
+        self.input_size = (3, *size) if size else None
         self.frozen = frozen
         if frozen:
             self.requires_grad_(False)
@@ -217,6 +296,11 @@ class TorchvisionBackbone(nn.Module):
         (torchvision's); nothing is downloaded.
     frozen : bool
         Freeze all weights (classic methods hash fixed features).
+    input_size : {"auto", "pretrained", "data"} or int
+        The side the network takes images at: ``auto`` and ``pretrained`` are 224 (the size
+        torchvision's ImageNet weights were trained at, whether or not they are loaded: the
+        classifier's fc6 expects the 6 × 6 / 7 × 7 map of a 224 image); ``data``: the stored images
+        as they are; an int (>= 64): that many pixels square.
 
     Attributes
     ----------
@@ -224,13 +308,25 @@ class TorchvisionBackbone(nn.Module):
         (4096, 4096), the widths of fc7 and fc6.
     mean, std : tuple[float, ...]
         ImageNet's, which torchvision's weights expect.
-    input_size : tuple[int, int, int]
-        (3, 224, 224).
+    input_size : tuple[int, int, int] or None
+        (3, 224, 224) by default; None with ``input_size="data"``.
+    interpolation : str
+        ``bilinear``, as torchvision's own evaluation transforms of these weights.
     """
 
-    _parameter_constraints = {"name": [Options(*FC_LAYERS)], "checkpoint": [WeightsFile(), None]}
+    _parameter_constraints = {"name": [Options(*FC_LAYERS)], "checkpoint": [WeightsFile(), None],
+                              "input_size": [Options(*INPUT_SIZE_WORDS), Interval(int, 64, None)]}
+    unhashed_input_size = (224, 224)
 
-    def __init__(self, name: str = "alexnet", *, checkpoint: str | None = None, frozen: bool = False):
+    @staticmethod
+    def input_geometry(name: str = "alexnet", *, input_size="auto", **_) -> tuple[tuple[int, int] | None, str]:
+        """(H, W) or None, and the interpolation, of ``input_size`` (see the class)."""
+        if input_size == "data":
+            return None, "bilinear"
+        return _square(224 if input_size in ("auto", "pretrained") else input_size), "bilinear"
+
+    def __init__(self, name: str = "alexnet", *, checkpoint: str | None = None, frozen: bool = False,
+                 input_size="auto"):
         super().__init__()
         import torchvision
 
@@ -246,7 +342,8 @@ class TorchvisionBackbone(nn.Module):
         self.drop6 = nn.Dropout(0.5)
         self.dims = (self.model.classifier[i7].out_features, self.model.classifier[i6].out_features)
         self.mean, self.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-        self.input_size = (3, 224, 224)
+        size, self.interpolation = self.input_geometry(name, input_size=input_size)
+        self.input_size = (3, *size) if size else None
         self.frozen = frozen
         if frozen:
             self.requires_grad_(False)

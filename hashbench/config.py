@@ -413,6 +413,9 @@ def _check_run(cfg: dict) -> dict:
                              "see the README)")
     out["eval"] = check_eval(cfg.get("eval"))
     out["backbone"] = _check_block("backbone", BACKBONES, cfg.get("backbone"))
+    from hashbench.backbones import input_geometry
+
+    input_geometry(out["backbone"])  # a size the model cannot take is refused now, not when built
     out["dataset"] = check_dataset(cfg.get("dataset"))
     if "method" in cfg and not isinstance(cfg["method"], dict):
         raise HashbenchError(f"method must be a dict; got {cfg['method']!r}")

@@ -13,7 +13,8 @@ The key is the sha256 of everything the features depend on:
 - the *weights actually loaded*: a hash of every tensor of the backbone's ``state_dict``
   (names, dtypes, shapes, bytes) — a different checkpoint file, an updated file at the same path
   or another random initialisation (seed) gives another key;
-- the transform: input shape and dtype of the split's items and the normalisation mean/std;
+- the transform: input shape and dtype of the split's items, the normalisation mean/std, and
+  the size (and interpolation) the network resizes them to when it does (``backbone.input_size``);
 - the caller's ``split_key`` naming the data (dataset, its parameters, split), plus the number
   of items and :func:`hashbench.datasets.base.split_digest` of the split (its items' ids in order
   and labels): the same names over other images (an edited list file) give another key;
@@ -49,12 +50,19 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 def transform_spec(backbone, split) -> dict:
-    """The input transform the features depend on: item shape and dtype, normalisation mean/std."""
+    """The input transform the features depend on: item shape and dtype, normalisation mean/std,
+    and the resize to the backbone's ``input_size`` where the items are another size (only then,
+    so that entries of images taken as stored keep their keys)."""
     x = split[0][0]
     x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    return dict(input_shape=list(x.shape), input_dtype=str(x.dtype).replace("torch.", ""),
+    spec = dict(input_shape=list(x.shape), input_dtype=str(x.dtype).replace("torch.", ""),
                 scale="1/255 for uint8" if x.dtype == torch.uint8 else "none",
                 mean=[float(v) for v in backbone.mean], std=[float(v) for v in backbone.std])
+    size = getattr(backbone, "input_size", None)
+    if size and list(size[1:]) != list(x.shape[-2:]):
+        spec["resize"] = dict(size=[int(v) for v in size[1:]], interpolation=getattr(backbone, "interpolation",
+                                                                                     "bilinear"), antialias=True)
+    return spec
 
 
 def feature_key(backbone_cfg: dict, weights: str, transform: dict, split_key: str, *, n_items: int,

@@ -49,9 +49,10 @@ class DeepHasher(nn.Module):
     """Backbone + hash head. Takes uint8 images (B, 3, H, W) (or floats in [0, 1]), returns z (B, K).
 
     Normalisation with the backbone's own mean/std happens here, on the model's device, so data
-    loading stays uint8 and cheap. A backbone that declares an ``input_size`` (C, H, W) — the
-    torchvision family's 224 × 224 — gets images of another size resized to it here (bilinear,
-    antialiased); the others take the dataset's size as it is.
+    loading stays uint8 and cheap. A backbone that declares an ``input_size`` (C, H, W) (see
+    ``backbone.input_size``: by default the size its weights were trained at) gets images of another
+    size resized to it here, antialiased, with the backbone's ``interpolation`` (bilinear unless it
+    names bicubic); one whose ``input_size`` is None takes the dataset's images as they are.
     """
 
     def __init__(self, backbone: nn.Module, n_bits: int, *, bypass: bool = True, dropout: float = 0.0,
@@ -64,6 +65,7 @@ class DeepHasher(nn.Module):
         self.register_buffer("std", torch.tensor(backbone.std).view(1, -1, 1, 1), persistent=False)
         size = getattr(backbone, "input_size", None)
         self.input_hw = tuple(size[1:]) if size else None
+        self.interpolation = getattr(backbone, "interpolation", "bilinear")
 
     @classmethod
     def for_method(cls, backbone: nn.Module, method, **kwargs) -> "DeepHasher":
@@ -77,7 +79,8 @@ class DeepHasher(nn.Module):
         if owned:
             x = x.float().div_(255.0)
         if self.input_hw is not None and tuple(x.shape[-2:]) != self.input_hw:
-            x = nn.functional.interpolate(x, size=self.input_hw, mode="bilinear", align_corners=False, antialias=True)
+            x = nn.functional.interpolate(x, size=self.input_hw, mode=self.interpolation, align_corners=False,
+                                          antialias=True)
             owned = True
         return x.sub_(self.mean).div_(self.std) if owned else (x - self.mean) / self.std
 

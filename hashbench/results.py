@@ -25,7 +25,9 @@ config that determine the *codes* (:func:`code_config`): for a deep method ``met
 (they are part of the run's key and file names), the ``eval`` section (it does not change codes:
 a record stores its evaluation settings next to the hash, and a new evaluation re-scores saved
 codes), ``device``, ``out`` and the package versions (recorded, not hashed: after changing the
-code, pass ``force=true``).
+code, pass ``force=true``). A backbone's ``input_size`` enters the hash as the size it resolves to,
+and only where that differs from what the backbone took before the parameter existed (see
+:func:`code_config`).
 
 Two records with the same key and the same evaluation conventions (:data:`CONVENTION_KEYS`) are
 merged metric by metric, later values winning (:func:`latest`): that is what tables and plots show.
@@ -93,6 +95,18 @@ def code_config(mcfg: dict) -> dict:
     else:
         keys = ("method", "dataset")
     out = {k: mcfg.get(k) for k in keys}
+    backbone = out.get("backbone")
+    if isinstance(backbone, dict) and "type" in backbone:
+        # The size the network takes, not the words that chose it (``auto`` and ``224`` can be the
+        # same network), and only where it differs from what the backbone took before the
+        # parameter existed: a timm backbone with weights, which took the stored images then and
+        # takes its pretrained size now, gets a new hash instead of reusing those records.
+        from hashbench.backbones import hashed_input_size
+
+        size = hashed_input_size(backbone)
+        out["backbone"] = {k: v for k, v in backbone.items() if k != "input_size"}
+        if size is not None:
+            out["backbone"]["input_size"] = size
     if isinstance(out.get("train"), dict):
         out["train"] = {k: v for k, v in out["train"].items() if k not in UNHASHED_TRAIN_KEYS}
     return out

@@ -53,8 +53,16 @@ def _labels(split) -> np.ndarray:
 
 
 def resolved_config(mcfg: dict) -> dict:
-    """The sections of a method's config that a record (and a training log) keeps."""
-    return {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "classic", "eval") if k in mcfg}
+    """The sections of a method's config that a record (and a training log) keeps; the backbone's
+    ``input_size`` as it resolved ([H, W], or ``"data"`` for the stored images) when not written."""
+    from hashbench.backbones import input_geometry
+
+    out = {k: mcfg[k] for k in ("method", "backbone", "train", "dataset", "classic", "eval") if k in mcfg}
+    backbone = out.get("backbone")
+    if isinstance(backbone, dict) and "type" in backbone and "input_size" not in backbone:
+        size, _ = input_geometry(backbone)
+        out["backbone"] = {**backbone, "input_size": list(size) if size else "data"}
+    return out
 
 
 @dataclass
@@ -120,8 +128,11 @@ class Runner:
 
     def _network(self, model, train: dict):
         """``split -> codes`` of a trained network, with the evaluation geometry of ``train.augment``."""
-        return lambda split: encode_deep(model, augmented(split, train["augment"], train=False), self.device,
-                                         train["encode_batch_size"], train["precision"])
+        def encode(split):
+            split = augmented(split, train["augment"], train=False, size=model.input_hw)
+            return encode_deep(model, split, self.device, train["encode_batch_size"], train["precision"])
+
+        return encode
 
     def _validation(self, method, mcfg: dict):
         """``validate(model)`` for ``train.select``: the val split's codes as queries against the

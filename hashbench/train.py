@@ -139,7 +139,7 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     precision = resolve_precision(cfg["precision"], device)
     channels_last = device.type == "cuda" if cfg["channels_last"] is None else cfg["channels_last"]
 
-    split = augmented(split, cfg["augment"], train=True)
+    split = augmented(split, cfg["augment"], train=True, size=getattr(model, "input_hw", None))
     source = method.batches(split, seed=seed)
     loader, sampler, sampler_generator = _loader(source, cfg, device, generator, seed, world, distributed)
     method.begin(split)  # the method's state exists before a checkpoint is loaded into it
