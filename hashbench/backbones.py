@@ -108,15 +108,13 @@ def input_geometry(cfg: dict) -> tuple[tuple[int, int] | None, str]:
 def hashed_input_size(cfg: dict) -> list[int] | str | None:
     """The input size a backbone config enters the code hash with (see
     :func:`hashbench.results.code_config`): the [H, W] it resolves to (``"data"``: the stored
-    images), or None where that is the
-    class's ``unhashed_input_size`` — what it took before ``input_size`` was a parameter (timm:
-    the stored images; torchvision: 224) — so those configs keep their hashes and records."""
-    from hashbench.registry import lookup
-
+    images), or None where that is the class's ``unhashed_input_size`` — what it took before
+    ``input_size`` was a parameter (timm: the stored images; torchvision: 224) — so those configs
+    keep their hashes and records."""
     if cfg["type"] not in BACKBONES:
         return None  # a record's plugin backbone, its plugin not imported: hashed as written
     size, _ = input_geometry(cfg)
-    before = getattr(lookup(BACKBONES, cfg["type"]), "unhashed_input_size", None)
+    before = getattr(BACKBONES.get(cfg["type"]), "unhashed_input_size", None)
     return None if size == before else list(size) if size else "data"
 
 
