@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA checks in one script: the CUDA-only tests, the two speed benchmarks and the feature-cache
 # benchmark on the GPU, and end-to-end runs of the default job in fp32, bf16 and under torchrun
-# (one process, NCCL), and of a sweep shared by workers (workers=2, launcher=submitit locally). Run
+# (one process, NCCL), of a timm backbone at its pretrained input size, and of a sweep shared by
+# workers (workers=2, launcher=submitit locally). Run
 # from the repo root on a machine with a GPU, after `pip install -e ".[test]"`:
 #
 #     bash benchmarks/gpu_check.sh [LOG_DIR]      # default LOG_DIR: out/gpu_check
@@ -66,6 +67,10 @@ step run-dsrh-as-released hashbench run methods=dsrh_as_released backbone.type=t
 step run-torchrun-dsrh-as-released torchrun --standalone --nproc-per-node=1 -m hashbench.cli run \
     methods=dsrh_as_released bits=32 epochs=2 method.balance_count=1 device=cuda launcher=pytorch \
     "out=$LOG_DIR/run_nccl_as_released"
+# backbone.input_size on CUDA: a timm model at its pretrained geometry (224, bicubic) resizing the 32 px
+# canvases on the device, and the standard crop at that size
+step run-timm-input-size hashbench run methods=dsrh backbone.name=resnet18 backbone.input_size=pretrained \
+    train.augment=standard bits=32 epochs=2 device=cuda "out=$LOG_DIR/run_input_size"
 # a sweep shared by workers on CUDA: two workers on this machine (one GPU each, round robin when there
 # is one), then the submitit path with its local executor, one GPU per task
 step run-workers hashbench run methods=dsrh,dpsh,itq bits=16,32 epochs=3 device=cuda workers=2 \
