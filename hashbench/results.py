@@ -133,6 +133,19 @@ def config_diff(old: dict, new: dict) -> list[str]:
             if k not in a or k not in b or a[k] != b[k]]
 
 
+def _before_input_size(mcfg: dict) -> dict:
+    """A stored config from before ``backbone.input_size`` existed (no such key), with the size its
+    backbone took then, so that it is not read as ``auto``: a timm model with weights took the stored
+    images, while ``auto`` now means its pretrained size — another network, another hash."""
+    backbone = mcfg.get("backbone")
+    if not (isinstance(backbone, dict) and "type" in backbone) or "input_size" in backbone:
+        return mcfg
+    from hashbench.backbones import BACKBONES
+
+    before = getattr(BACKBONES.get(backbone["type"]), "unhashed_input_size", None)
+    return {**mcfg, "backbone": {**backbone, "input_size": "data" if before is None else before[0]}}
+
+
 def config_hash(mcfg: dict) -> str:
     """sha256 hex digest of the canonical JSON of :func:`code_config`."""
     return hashlib.sha256(canonical_json(code_config(mcfg)).encode()).hexdigest()
@@ -342,7 +355,7 @@ class ResultStore:
         for rec in records:
             if rec.get("config_hash") is None and isinstance(rec.get("config"), dict):
                 try:
-                    rec["config_hash"] = config_hash(rec["config"])
+                    rec["config_hash"] = config_hash(_before_input_size(rec["config"]))
                 except Exception:  # an unregistered plugin method, a malformed config: leave it unhashed
                     pass
         return records

@@ -118,6 +118,25 @@ def test_the_hash_holds_the_resolved_size_and_only_where_it_changed(weights):
     assert hashes(*loaded) != hashes(*loaded, "backbone.input_size=data")  # as it was before: trained anew
 
 
+def test_a_record_from_before_config_hashes_is_hashed_at_the_size_it_was_trained_at(tmp_path, weights):
+    """Such a record stores no backbone.input_size: it took the stored images, so it must not be
+    read as ``auto`` (for a timm model with weights: its pretrained size, another network)."""
+    import json
+
+    from hashbench.results import ResultStore
+
+    run = build_run_config(parse_words(["methods=dsrh", f"backbone.checkpoint={weights('test_resnet')}"]))
+    mcfg = run.method_config("dsrh")
+    assert "input_size" not in mcfg["backbone"]
+    at = {size: {**mcfg, "backbone": {**mcfg["backbone"], "input_size": size}} for size in ("data", 160)}
+    base = dict(method="dsrh", dataset="multidigits", bits=8, seed=0, metrics={"map": 0.5})
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {**base, "config": mcfg}, {**base, "config": at[160]}, {**base, "config": at["data"]})))
+    old, new160, new_data = ResultStore(tmp_path).records()
+    assert old["config_hash"] == new_data["config_hash"] == config_hash(at["data"])
+    assert new160["config_hash"] == config_hash(mcfg) != old["config_hash"]
+
+
 def test_the_standard_crop_is_the_networks_input_size():
     assert geometry(None) == ((256, 256), (224, 224))
     assert geometry((160, 160)) == ((183, 183), (160, 160)) and geometry((384, 384)) == ((439, 439), (384, 384))
