@@ -117,7 +117,7 @@ RUN_WORDS = Words(
         "seeds": Field(RUN.fields["seeds"].constraints, None, "seeds, comma-separated non-negative integers; "
                                                              "default 0"),
         "epochs": Field(TRAIN.fields["epochs"].constraints, None, "training epochs (shorthand for train.epochs)"),
-        "device": Field([str], None, "auto (CUDA when present, else CPU), cpu, cuda or cuda:N; default auto"),
+        "device": Field([str], None, "auto (CUDA when present, else CPU), cpu, cuda or cuda:N (one process only); default auto"),
         "out": Field([str], None, "output folder: results.jsonl is appended to (runs already there are skipped), "
                                   "codes/ saved, tables-<run>.md written; default out"),
         "data_root": Field([str], None, "dataset folder (shorthand for dataset.data_root)"),
@@ -411,6 +411,13 @@ def _check_run(cfg: dict) -> dict:
                              f"combined with launcher={out['launcher']}; a job array's size is submit.tasks, and a "
                              "worker that is itself a DDP run is submit.gpus_per_task=N (or torchrun per worker, "
                              "see the README)")
+    spread = (f"workers={out['workers']}" if out["workers"] > 1 else
+              f"launcher={out['launcher']}" if out["launcher"] != "none" else None)
+    if spread and out["device"].startswith("cuda:"):
+        # Each worker / rank is given its own GPU (CUDA_VISIBLE_DEVICES, LOCAL_RANK), where one index
+        # would be another GPU in every process, or none.
+        raise HashbenchError(f"device={out['device']} names one GPU, but {spread} gives each process its own; use "
+                             "device=cuda (or auto) and choose the GPUs with CUDA_VISIBLE_DEVICES")
     out["eval"] = check_eval(cfg.get("eval"))
     out["backbone"] = _check_block("backbone", BACKBONES, cfg.get("backbone"))
     from hashbench.backbones import input_geometry

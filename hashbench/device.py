@@ -19,9 +19,14 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise HashbenchError("device=cuda was asked for but no CUDA device is available; valid here: auto, cpu")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise HashbenchError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise HashbenchError(f"device={name} but this machine shows {n} CUDA device(s); valid: auto, cpu, cuda, "
+                             f"cuda:0 to cuda:{n - 1}")
+    return device
 
 
 def seed_everything(seed: int) -> torch.Generator:

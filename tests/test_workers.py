@@ -163,10 +163,35 @@ def test_a_run_failing_in_one_worker_is_left_by_the_others_and_retried_by_the_ne
     (["workers=0"], "workers"),
     (["workers=2", "launcher=pytorch"], "cannot be combined with launcher=pytorch"),
     (["claim_timeout=0"], "claim_timeout"),
+    (["workers=2", "device=cuda:1"], "device=cuda:1 names one GPU, but workers=2 gives each process its own"),
+    (["launcher=pytorch", "device=cuda:0"], "device=cuda:0 names one GPU, but launcher=pytorch gives each"),
+    (["launcher=submitit", "device=cuda:0"], "but launcher=submitit gives each process its own; use device=cuda"),
     (["submit.nodes=2"], "unknown key 'submit.nodes'"),
 ])
 def test_bad_launch_settings_are_one_line_errors(tmp_path, capsys, args, message):
     assert main(["run", f"out={tmp_path / 'out'}", "methods=lsh", *TINY, *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("hashbench: error: ") and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("device, message", [
+    ("cuda:2", "device=cuda:2 but this machine shows 2 CUDA device(s); valid: auto, cpu, cuda, cuda:0 to cuda:1"),
+    ("cuda", None),
+])
+def test_a_gpu_index_the_machine_lacks_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, device, message):
+    """On a (pretended) two-GPU machine, cuda:2 is refused before the out folder exists; cuda is not."""
+    from hashbench.device import resolve_device
+    from hashbench.errors import HashbenchError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    if message is None:
+        assert resolve_device(device) == torch.device("cuda")
+        return
+    with pytest.raises(HashbenchError, match="cuda:0 to cuda:1"):
+        resolve_device(device)
+    assert main(["run", f"out={tmp_path / 'out'}", "methods=lsh", *TINY, f"device={device}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"hashbench: error: {message}\n"
     assert not (tmp_path / "out").exists()
