@@ -374,12 +374,13 @@ class ResultStore:
         return {run_key(r) + conventions_of(r): r for r in merged}
 
     # sweeps -----------------------------------------------------------------------------------
-    def save_plan(self, run_id: str, runs: list[dict], force: bool = False) -> None:
-        """The runs a sweep set out to compute (every worker of it writes the same file)."""
+    def save_plan(self, run_id: str, runs: list[dict], force: bool = False, data: str | None = None) -> None:
+        """The runs a sweep set out to compute (every worker of it writes the same file; a worker,
+        having read the data, adds its fingerprint ``data``)."""
         if not re.fullmatch(r"[0-9A-Za-z_.-]+", run_id):
             raise HashbenchError(f"run id {run_id!r} cannot name a file")
-        atomic_write_text(self.out / "sweeps" / f"{run_id}.json",
-                          json.dumps(dict(run_id=run_id, runs=runs, force=force), sort_keys=True) + "\n")
+        plan = dict(run_id=run_id, runs=runs, force=force, **({"data": data} if data else {}))
+        atomic_write_text(self.out / "sweeps" / f"{run_id}.json", json.dumps(plan, sort_keys=True) + "\n")
 
     def plans(self) -> list[dict]:
         """Every sweep's plan, oldest first; unreadable ones skipped with a warning."""

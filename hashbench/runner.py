@@ -173,10 +173,13 @@ class Runner:
                 self.claims.close()
 
     def save_plan(self, jobs: list[Job]) -> None:
-        """``out/sweeps/<run id>.json``: the runs this command set out to compute (hashbench status)."""
+        """``out/sweeps/<run id>.json``: the runs this command set out to compute, with the metrics
+        each must have and, once read, the data's fingerprint (hashbench status)."""
+        data = getattr(self, "data", None)
         self.store.save_plan(self.run_id, [dict(method=j.name, dataset=j.dataset, bits=j.bits, seed=j.seed,
-                                                config_hash=j.chash, conventions=list(j.conventions), label=j.label)
-                                           for j in jobs], force=bool(self.cfg["force"]))
+                                                config_hash=j.chash, conventions=list(j.conventions), label=j.label,
+                                                metrics=list(j.mcfg["eval"]["metrics"])) for j in jobs],
+                             force=bool(self.cfg["force"]), data=data["sha256"] if data else None)
 
     def _done(self, records: list[dict]) -> dict:
         """What counts as done: every stored record, or with ``force=true`` only those this command

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hashbench.claims import Claims
 from hashbench.errors import HashbenchError
-from hashbench.results import ResultStore, conventions_of, latest, run_key, stem
+from hashbench.results import ResultStore, conventions_of, data_of, latest, run_key, stem
 
 STATES = ("done", "running", "stalled", "failed", "pending")
 
@@ -28,8 +28,10 @@ def run_states(out: str | Path, plan: dict) -> list[tuple[str, dict, dict | None
         key = (run["method"], run["dataset"], int(run["bits"]), int(run["seed"]), run["config_hash"],
                *run.get("conventions", ()))
         name = stem(run["config_hash"], int(run["bits"]), int(run["seed"]))
-        if key in done:
-            states.append(("done", run, done[key]))
+        record = done.get(key)
+        short = _short_of(record, run, plan.get("data")) if record is not None else None
+        if record is not None and short is None:
+            states.append(("done", run, record))
             continue
         claim = claims.read(name)
         if claim is not None:
@@ -37,8 +39,20 @@ def run_states(out: str | Path, plan: dict) -> list[tuple[str, dict, dict | None
             states.append(("stalled", run, {**claim, "why": why}) if why else ("running", run, claim))
             continue
         failure = claims.failure(name)
-        states.append(("failed", run, failure) if failure is not None else ("pending", run, None))
+        states.append(("failed", run, failure) if failure is not None else
+                      ("pending", run, {"why": short} if short else None))
     return states
+
+
+def _short_of(record: dict, run: dict, data: str | None) -> str | None:
+    """Why a stored record of a planned run does not make it done, as the sweep decides it (a
+    metric the plan asks for is missing: re-scored; made on other data: trained anew), or None."""
+    if data and data_of(record) not in (None, data):
+        return f"recorded on other data (run {record.get('run_id')}): the sweep trains it anew"
+    missing = [m for m in run.get("metrics", ()) if m not in (record.get("metrics") or {})]
+    if missing:
+        return f"recorded without {', '.join(missing)} (run {record.get('run_id')}): the sweep re-scores its codes"
+    return None
 
 
 def _line(state: str, run: dict, detail: dict | None) -> str:
@@ -54,7 +68,7 @@ def _line(state: str, run: dict, detail: dict | None) -> str:
         first = next(iter((detail.get("metrics") or {}).items()), None)
         what = f"run {detail.get('run_id')}" + (f", {first[0]} {first[1]:.4f}" if first else "")
     else:
-        what = ""
+        what = detail["why"] if detail else ""
     return f"  {state:<8} {label:<32} {what}".rstrip()
 
 

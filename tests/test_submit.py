@@ -87,6 +87,39 @@ def test_submit_options_submitit_refuses_are_one_line_errors(tmp_path, capsys):
     assert not (tmp_path / "out" / "sweeps").exists()
 
 
+def test_status_calls_a_record_short_of_the_plan_pending_as_the_sweep_would(tmp_path, capsys):
+    """A record without a metric the sweep asks for is re-scored by it, one made on other data is
+    trained anew: neither is done; with the metric and the data it was planned on, it is."""
+    import json
+
+    from hashbench.config import build_run_config, parse_words
+    from hashbench.runner import Runner
+
+    out = tmp_path / "out"
+    words = [f"out={out}", "methods=lsh", "bits=8", *TINY]
+    assert main(["run", *words]) == 0
+    (rec,) = read_records(out / "results.jsonl")
+    assert "p@10" not in rec["metrics"]
+    more = build_run_config(parse_words([*words, "eval.metrics=map,p@10"]))
+    Runner(more).save_plan(Runner(more).plan())
+    capsys.readouterr()
+    assert main(["status", f"out={out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("1 runs: 1 pending")
+    assert lines[1].startswith("  pending  lsh 8 bits seed 0") and "recorded without p@10" in lines[1]
+    assert main(["run", *words, "eval.metrics=map,p@10"]) == 0  # re-scored
+    plan_file = max((out / "sweeps").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    plan = json.loads(plan_file.read_text())
+    assert plan["data"] == rec["data"]["sha256"] and plan["runs"][0]["metrics"] == ["map", "p@10"]
+    capsys.readouterr()
+    assert main(["status", f"out={out}"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("1 runs: 1 done")
+    plan_file.write_text(json.dumps({**plan, "data": "0" * 64}))  # planned on other data
+    assert main(["status", f"out={out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("1 runs: 1 pending") and "recorded on other data" in lines[1]
+
+
 def test_status_shows_running_stalled_failed_and_pending_runs(tmp_path, capsys):
     from claim_files import forge
 
