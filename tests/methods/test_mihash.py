@@ -136,7 +136,7 @@ def test_no_information_and_no_neighbours_give_zero():
     codes = _codes(1)  # nobody shares a label: no query has a neighbour
     out = loss(codes, torch.eye(5, dtype=torch.float64))
     out["loss"].backward()
-    assert float(out["loss"]) == 0.0 and torch.count_nonzero(codes.grad) == 0
+    assert out["loss"].item() == 0.0 and torch.count_nonzero(codes.grad) == 0
 
 
 def test_histogram_counts_items_and_interpolates_between_centres():
