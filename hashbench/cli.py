@@ -235,17 +235,36 @@ def cmd_list(args) -> int:
     for kind in kinds:
         if len(kinds) > 1:
             print(f"{kind}:")
+        indent = "  " if len(kinds) > 1 else ""
+        found = entries(REGISTRIES[kind])
         if kind == "methods":
-            _list_methods(entries(REGISTRIES[kind]), summary, indent="  " if len(kinds) > 1 else "")
-            continue
-        for name, obj in entries(REGISTRIES[kind]).items():
-            print(f"  {name:<16} {summary(obj)}")
+            _list_methods(found, summary, indent)
+        else:
+            for name, obj in found.items():
+                print(f"  {name:<16} {summary(obj)}")
+        if kind in ("methods", "datasets"):
+            _list_configured(kind, found, indent)
     return 0
+
+
+def _list_configured(kind: str, found: dict, indent: str) -> None:
+    """The names ``configs/<kind>/NAME.py`` adds to the registered ones (a registered method or
+    dataset with settings: ``dsrh_as_released``, ``coco``), each with its file's first comment line."""
+    from hashbench.config import CONFIG_ROOT
+
+    configured = sorted(p for p in (CONFIG_ROOT / kind).glob("*.py")
+                        if not p.stem.startswith("_") and p.stem not in found)
+    if configured:
+        what = "method" if kind == "methods" else "dataset"
+        print(f"{indent}configured (a registered {what} with settings, configs/{kind}/NAME.py):")
+        width = max(16, *(len(p.stem) for p in configured))
+        for path in configured:
+            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+            print(f"{indent}  {path.stem:<{width}} {first}")
 
 
 def _list_methods(found: dict, summary, indent: str) -> None:
     """Methods grouped by family (pairwise, triplet, pointwise, listwise, classic, baseline), one line each."""
-    from hashbench.config import CONFIG_ROOT
     from hashbench.method import FAMILIES, family
 
     groups: dict[str, list[str]] = {}
@@ -256,13 +275,6 @@ def _list_methods(found: dict, summary, indent: str) -> None:
             print(f"{indent}{fam}:")
             for name in groups[fam]:
                 print(f"{indent}  {name:<16} {summary(found[name])}")
-    configured = sorted(p for p in (CONFIG_ROOT / "methods").glob("*.py")
-                        if not p.stem.startswith("_") and p.stem not in found)
-    if configured:
-        print(f"{indent}configured (a registered method with settings, configs/methods/NAME.py):")
-        for path in configured:
-            first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
-            print(f"{indent}  {path.stem:<16} {first}")
 
 
 def parser() -> argparse.ArgumentParser:

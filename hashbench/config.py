@@ -335,6 +335,17 @@ def _part(kind: str, name: Any, block: str) -> dict:
     raise HashbenchError(f"unknown {kind[:-1]} {name!r}; valid: {', '.join(suggest(name, available(kind)))}")
 
 
+def dataset_preset(name: Any) -> tuple[dict, dict]:
+    """What ``dataset=NAME`` stands for: the dataset block of ``configs/datasets/NAME.py`` (a preset,
+    e.g. ``coco`` over ``listfile``) or ``dict(type=NAME)`` for a registered dataset, and the rest of
+    the preset file (its ``eval`` section, ...), which ``hashbench run`` merges into the config."""
+    part = _part("datasets", name, "dataset")
+    if "dataset" not in part:
+        raise HashbenchError(f"configs/datasets/{name}.py defines no 'dataset' dict")
+    block = part.pop("dataset")
+    return block, part
+
+
 # ------------------------------------------------------------------------------ checks of sections
 def _check_block(section: str, registry, block: Any, prefix: str | None = None) -> dict:
     """A backbone/dataset/method block: its ``type`` registered, its parameters the class's
@@ -497,11 +508,8 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
     start = Path(words["config"]) if "config" in words else CONFIG_ROOT / "default.py"
     cfg = load_file(start)
     if "dataset" in words:
-        part = _part("datasets", words["dataset"], "dataset")
-        if "dataset" not in part:
-            raise HashbenchError(f"configs/datasets/{words['dataset']}.py defines no 'dataset' dict")
-        cfg["dataset"] = part.pop("dataset")
-        cfg = _merge(cfg, part)
+        cfg["dataset"], rest = dataset_preset(words["dataset"])
+        cfg = _merge(cfg, rest)
     for key in ("methods", "bits", "seeds", "device", "out", "plugins", "force", "launcher", "blas_threads",
                 "workers", "claim_timeout"):
         if key in words:

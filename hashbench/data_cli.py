@@ -7,15 +7,18 @@ Usage::
     hashbench data time    dataset=NAME data_root=DIR [split=train] [batch_size=64] [workers=0]
                            [threads=1] [key=value ...]
 
-Every ``key=value`` other than ``dataset``, ``workers``, ``decode``, ``split``, ``batch_size`` and
-``threads`` is a parameter of the dataset's constructor (``protocol=standard``, ``n_query=100``,
-``cache_dir=…``, …), parsed and checked as ``dataset.KEY`` words of ``hashbench run`` are. Every
-action takes ``--json``.
+``dataset=NAME`` is what it is for ``hashbench run``: a registered dataset or a preset in
+``configs/datasets/NAME.py`` (``coco``, ``imagenet100``, ... over ``listfile``), whose settings the
+words below override. Every ``key=value`` other than ``dataset``, ``workers``, ``decode``,
+``split``, ``batch_size`` and ``threads`` is a parameter of the dataset's constructor
+(``protocol=standard``, ``n_query=100``, ``cache_dir=…``, …), parsed and checked as ``dataset.KEY``
+words of ``hashbench run`` are. Every action takes ``--json``.
 
 ``verify`` parses the layout, looks for every file, fully decodes every labelled image that is
 present (``decode=false`` skips this) and forms the splits of the chosen (default) protocol. It
 prints a summary, or with ``--json`` one JSON object with ``dataset``, ``images``, ``labelled``,
-``classes``, ``missing``, ``corrupt``, ``splits`` ({split: size}, or {"error": why}) and more.
+``classes``, ``missing``, ``corrupt``, ``splits`` ({split: size}, or {"error": why}), ``preset``
+(when ``dataset=`` named one) and more.
 Exit status 0; 1 when the splits cannot be formed, or when ``strict=true`` and an image is missing
 or corrupt. Layout errors (wrong ``data_root``, misaligned label files) exit with 2.
 
@@ -60,13 +63,14 @@ def add_parser(subparsers) -> None:
 
 
 def _build(options: dict[str, Any]):
-    from hashbench.config import check_dataset
+    from hashbench.config import check_dataset, dataset_preset
     from hashbench.registry import DATASETS, build
 
     name = options.get("dataset")
     if not name:
         raise HashbenchError("data: say which dataset, e.g. dataset=mirflickr25k data_root=DIR")
-    cfg = check_dataset({"type": name, **{k: v for k, v in options.items() if k not in _CLI_ONLY}}, prefix="")
+    block, _ = dataset_preset(name)  # a preset (coco, ...) is its dataset block, as for hashbench run
+    cfg = check_dataset({**block, **{k: v for k, v in options.items() if k not in _CLI_ONLY}}, prefix="")
     # strict=true decides the exit status of verify; the dataset is built to report, not to refuse
     strict = bool(cfg.pop("strict", False))
     return build(DATASETS, cfg), strict
@@ -79,6 +83,8 @@ def verify(options: dict[str, Any]) -> tuple[dict, int]:
     if decode:
         ds.scan(workers=options.get("workers"))
     summary = ds.inventory()
+    if options["dataset"] != summary["dataset"]:
+        summary["preset"] = options["dataset"]
     status = 0
     try:
         summary["splits"] = ds.split_sizes()
@@ -153,7 +159,8 @@ def _print_verify(s: dict) -> None:
 
     names = ", ".join(s["class_names"][:8]) + (", …" if len(s["class_names"]) > 8 else "")
     where = s.get("data_root") or f"{s['kind']} held in memory"
-    print(f"dataset    {s['dataset']}  ({where})")
+    preset = f", preset {s['preset']}" if s.get("preset") else ""
+    print(f"dataset    {s['dataset']}{preset}  ({where})")
     print(f"images     {s['images']}{vs('images')}")
     print(f"labelled   {s['labelled']}{vs('labelled')}")
     print(f"classes    {s['classes']}: {names}{vs('classes')}")

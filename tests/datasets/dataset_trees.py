@@ -188,3 +188,24 @@ def write_cifar_py(root, data):
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [f"class{c}".encode() for c in range(10)], b"num_vis": 3072}, f, protocol=2)
     return folder
+
+
+# --------------------------------------------------------------------------- published list files
+def make_list_tree(root: Path, n_classes: int, *, single_label=False, n=(12, 4, 10), prefix="/data/someone/set/"):
+    """``train.txt``, ``test.txt``, ``database.txt`` as peers publish them: every path under the
+    author's absolute ``prefix``, ``n_classes`` label columns, each image with one label (or two);
+    the database holds the training images and ``n[2]`` more. Returns ``{split: lines}``."""
+    n_train, n_query, n_extra = n
+    rows = []
+    for i in range(n_train + n_query + n_extra):
+        write_jpeg(root / "images" / f"{i:04d}.jpg", seed=i)
+        cols = np.zeros(n_classes, int)
+        cols[i % n_classes] = 1
+        if not single_label:
+            cols[(3 * i + 1) % n_classes] = 1
+        rows.append(f"{prefix}images/{i:04d}.jpg " + " ".join(map(str, cols)))
+    lists = {"train": rows[:n_train], "query": rows[n_train:n_train + n_query],
+             "database": rows[:n_train] + rows[n_train + n_query:]}
+    for split, file in (("train", "train.txt"), ("query", "test.txt"), ("database", "database.txt")):
+        write_lines(root / file, lists[split])
+    return lists
