@@ -1,10 +1,14 @@
-"""Every real dataset name runs through `hashbench run` and `hashbench data verify` on a small tree."""
+"""Every real dataset name runs through `hashbench run` and `hashbench data verify` on a small tree,
+and so does every recipe in configs/ (sizes shrunk to the tree, weights random but from a file)."""
 import json
 from pathlib import Path
 
+import torch
+
 import pytest
 
-from dataset_trees import make_features_npz, make_mirflickr, make_nuswide, write_jpeg, write_lines
+from dataset_trees import (cifar_batches, make_features_npz, make_list_tree, make_mirflickr, make_nuswide,
+                           write_cifar_bin, write_jpeg, write_lines)
 from hashbench.cli import main
 
 COMMON = ["bits=8", "epochs=1", "dataset.image_size=32", "dataset.n_val=0"]
@@ -99,3 +103,48 @@ def test_the_dsrh_release_recipe_runs_on_nuswide_with_alexnet(tmp_path):
     assert rec["config"]["backbone"]["type"] == "torchvision" and rec["config"]["dataset"]["protocol"] == "released"
     assert rec["config"]["train"]["augment"] == "flip"
     assert rec["train_log"][0]["triplet"] > 0 and 0 <= rec["metrics"]["map"] <= 1
+
+
+RECIPES = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_the_dpsh_cifar10_recipe_runs_on_cifar_batches_with_alexnet(tmp_path):
+    """The DPSH CIFAR-10 p1 recipe end to end: torchvision AlexNet from a weights file, p1's
+    per-class queries and training images, mAP over the whole database, every code length."""
+    import torchvision
+
+    write_cifar_bin(tmp_path / "cifar", cifar_batches(per_batch=20))
+    weights = tmp_path / "alexnet.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), weights)
+    out = tmp_path / "out"
+    assert main(["run", f"config={RECIPES / 'dpsh_alexnet_sgd-50e_cifar10-p1.py'}", f"out={out}",
+                 f"data_root={tmp_path / 'cifar'}", f"backbone.checkpoint={weights}", "epochs=1",
+                 "dataset.per_concept_query=1", "dataset.per_concept_train=2", "train.batch_size=10",
+                 "train.workers=0"]) == 0
+    recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["bits"] for r in recs] == [12, 24, 32, 48] and {r["method"] for r in recs} == {"dpsh"}
+    rec = recs[0]
+    assert rec["config"]["dataset"]["protocol"] == "p1" and rec["config"]["backbone"]["type"] == "torchvision"
+    assert rec["config"]["backbone"]["input_size"] == [224, 224]
+    assert rec["config"]["train"]["optimizer"] == "sgd" and rec["config"]["eval"]["tables"] == ["map", "p@h2"]
+    assert rec["eval_info"]["n_queries"] == 10 and rec["eval_info"]["n_database"] == 110  # 120 images less p1's queries
+    assert all(0 <= r["metrics"]["map"] <= 1 for r in recs)
+
+
+def test_the_hashnet_coco_recipe_runs_on_published_lists_with_resnet50(tmp_path):
+    """The HashNet COCO recipe end to end: the coco preset's prefix search and 80 columns, timm's
+    ResNet-50 from a weights file at its pretrained input size, mAP@5000."""
+    import timm
+
+    make_list_tree(tmp_path / "coco", 80, n=(8, 3, 5))
+    weights = tmp_path / "resnet50.pth"
+    torch.save(timm.create_model("resnet50").state_dict(), weights)
+    out = tmp_path / "out"
+    assert main(["run", f"config={RECIPES / 'hashnet_resnet50_sgd-50e_coco.py'}", f"out={out}",
+                 f"data_root={tmp_path / 'coco'}", f"backbone.checkpoint={weights}", "epochs=1", "bits=16",
+                 "dataset.image_size=16", "train.batch_size=8", "train.workers=0"]) == 0
+    rec = json.loads((out / "results.jsonl").read_text())
+    assert rec["method"] == "hashnet" and rec["config"]["backbone"]["name"] == "resnet50"
+    assert rec["config"]["backbone"]["input_size"] == [224, 224] and rec["config"]["dataset"]["n_classes"] == 80
+    assert rec["eval_info"]["n_queries"] == 3 and rec["eval_info"]["n_database"] == 13
+    assert rec["train_log"][0]["loss"] > 0 and 0 <= rec["metrics"]["map@5000"] <= 1
