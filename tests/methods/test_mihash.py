@@ -144,7 +144,7 @@ def test_histogram_counts_items_and_interpolates_between_centres():
     ones = torch.ones(1, 1, 4, dtype=torch.float64)
     h = triangular_histogram(d, ones, 3, 6)[0, 0]  # centres 0, 2, 4, 6
     torch.testing.assert_close(h, torch.tensor([1.5, 1.25, 0.25, 1.0], dtype=torch.float64))
-    assert float(h.sum()) == pytest.approx(4.0)  # the kernels sum to one on [0, K]
+    assert h.sum().item() == pytest.approx(4.0)  # the kernels sum to one on [0, K]
     h[1].backward()  # d=1 rises towards centre 2; d=2.5 falls away from it; d=0 (left end) rises
     torch.testing.assert_close(d.grad, torch.tensor([[0.5, 0.5, -0.5, 0.0]], dtype=torch.float64))
 
