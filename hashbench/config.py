@@ -361,12 +361,14 @@ def _check_block(section: str, registry, block: Any, prefix: str | None = None) 
     return {"type": block["type"], **checked}
 
 
-def check_dataset(block: dict, prefix: str = "dataset.") -> dict:
-    """A dataset block checked, its required parameters (``data_root``) present."""
+def check_dataset(block: dict, prefix: str = "dataset.", name: str | None = None) -> dict:
+    """A dataset block checked, its required parameters (``data_root``) present; ``name`` is the
+    preset the user named, when the block came from one (``coco`` for a ``listfile`` block)."""
     block = _check_block("dataset", DATASETS, block, prefix)
     missing = [p for p in required_params(lookup(DATASETS, block["type"])) if p not in block]
     if missing:
-        raise HashbenchError(f"dataset {block['type']!r} needs {prefix}{missing[0]} (e.g. {missing[0]}=DIR "
+        what = f"{name!r} ({block['type']})" if name and name != block["type"] else repr(block["type"])
+        raise HashbenchError(f"dataset {what} needs {prefix}{missing[0]} (e.g. {missing[0]}=DIR "
                              f"on the command line)")
     return block
 
@@ -398,9 +400,10 @@ def check_device(name: str) -> str:
     return name
 
 
-def _check_run(cfg: dict) -> dict:
+def _check_run(cfg: dict, dataset_name: str | None = None) -> dict:
     """Every top-level key and section of a composed run config, checked (not filled: the
-    sections stay as written, which is what the config hash is made of)."""
+    sections stay as written, which is what the config hash is made of); ``dataset_name`` is the
+    ``dataset=`` word, for messages."""
     for key in cfg:
         if key not in RUN.fields:
             raise HashbenchError(f"unknown top-level key {key!r} in the config; valid: "
@@ -434,7 +437,7 @@ def _check_run(cfg: dict) -> dict:
     from hashbench.backbones import input_geometry
 
     input_geometry(out["backbone"])  # a size the model cannot take is refused now, not when built
-    out["dataset"] = check_dataset(cfg.get("dataset"))
+    out["dataset"] = check_dataset(cfg.get("dataset"), name=dataset_name)
     if "method" in cfg and not isinstance(cfg["method"], dict):
         raise HashbenchError(f"method must be a dict; got {cfg['method']!r}")
     return out
@@ -534,7 +537,7 @@ def build_run_config(words: dict[str, Any], *, import_plugins=None) -> RunConfig
         plugins = cfg.get("plugins", [])
         import_plugins(check("plugins", plugins, RUN.fields["plugins"].constraints))
     dataset_name = words.get("dataset") or (cfg.get("dataset") or {}).get("type")
-    checked = _check_run(cfg)
+    checked = _check_run(cfg, words.get("dataset"))
     overrides = {k.split(".", 1)[1]: v for k, v in words.items() if k.startswith("method.")}
     run = RunConfig(checked, str(dataset_name), overrides)
     run.methods = run.method_configs()  # every method block checked now, before any data is loaded

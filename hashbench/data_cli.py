@@ -70,7 +70,8 @@ def _build(options: dict[str, Any]):
     if not name:
         raise HashbenchError("data: say which dataset, e.g. dataset=mirflickr25k data_root=DIR")
     block, _ = dataset_preset(name)  # a preset (coco, ...) is its dataset block, as for hashbench run
-    cfg = check_dataset({**block, **{k: v for k, v in options.items() if k not in _CLI_ONLY}}, prefix="")
+    cfg = check_dataset({**block, **{k: v for k, v in options.items() if k not in _CLI_ONLY}}, prefix="",
+                        name=name)
     # strict=true decides the exit status of verify; the dataset is built to report, not to refuse
     strict = bool(cfg.pop("strict", False))
     return build(DATASETS, cfg), strict

@@ -75,3 +75,10 @@ def test_hashbench_list_datasets_names_every_preset(capsys):
     assert listed == set(PRESETS)
     registered = {ln.split()[0] for ln in lines[:start]}
     assert registered == set(entries(DATASETS))
+
+
+@pytest.mark.parametrize("command", [["run", "methods=lsh"], ["data", "verify"]])
+def test_a_preset_without_data_root_is_named_in_the_one_line(command, capsys):
+    assert main([*command, "dataset=coco"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'coco' (listfile) needs" in err and "data_root" in err and err.count("\n") == 1
