@@ -34,10 +34,10 @@ from hashbench.distributed import init_distributed
 from hashbench.encode import encode_deep
 from hashbench.errors import HashbenchError
 from hashbench.feature_cache import cached_features, weights_fingerprint
-from hashbench.method import ClassicHasher, DeepMethod
+from hashbench.method import ClassicHasher, DeepMethod, method_class
 from hashbench.model import DeepHasher
 from hashbench.progress import SweepProgress, note
-from hashbench.registry import BACKBONES, DATASETS, METHODS, build
+from hashbench.registry import BACKBONES, DATASETS, METHODS, build, lookup
 from hashbench.results import (CONVENTION_KEYS, DamagedCodes, ResultStore, code_config, config_diff, config_hash,
                                data_change, data_of, eval_settings, method_kind, stem)
 from hashbench.settings import CLASSIC, TRAIN
@@ -235,6 +235,7 @@ class Runner:
         todo, why = {}, {}
         for job in jobs:
             todo[job.key], why[job.key] = self._decide(job, done)
+        self._check_code_lengths([j for j in jobs if todo[j.key] == "train"])
         counts = {s: sum(v == s for v in todo.values()) for s in ("skip", "rescore", "train")}
         self.out.mkdir(parents=True, exist_ok=True)
         results_path = self.store.path
@@ -503,6 +504,36 @@ class Runner:
         base = {**manifest, "method": job.name, "dataset": job.dataset}
         return rescored(base, {k: ev[k] for k in CONVENTION_KEYS}, list(ev["metrics"]), scores, info, eval_s,
                          self.run_id, ref)
+
+    def _check_code_lengths(self, jobs: list[Job]) -> None:
+        """Refuse, before any run is computed, a classic method with one bit per direction of its
+        feature space (``bits_within_features``) at more bits than its features have — rather than
+        stopping the sweep when that run's turn comes."""
+        dims: dict[str, int] = {}
+        for job in jobs:
+            if not getattr(method_class(lookup(METHODS, job.mcfg["method"]["type"])), "bits_within_features", False):
+                continue
+            key = json.dumps([job.mcfg["classic"], job.mcfg["backbone"]], sort_keys=True, default=str)
+            if key not in dims:
+                dims[key] = self.feature_dim(job.mcfg)
+            if job.bits > dims[key]:
+                raise HashbenchError(f"{job.name} at {job.bits} bits: it gives one bit per direction of its "
+                                     f"features, and they have {dims[key]} ({self.feature_source(job.mcfg)}); "
+                                     f"use bits of at most {dims[key]} for it")
+
+    def feature_source(self, mcfg: dict) -> str:
+        """What a classic method of ``mcfg`` is fitted on, in words."""
+        if self.dataset.kind == "features":
+            return f"dataset {self.dataset_name!r}"
+        if CLASSIC.check(mcfg["classic"])["features"] == "pixels":
+            return "classic.features=pixels"
+        return f"backbone {mcfg['backbone'].get('name')!r}, classic.features=backbone"
+
+    def feature_dim(self, mcfg: dict) -> int:
+        """The number of features a classic method of ``mcfg`` is fitted on, without extracting them."""
+        if self.dataset.kind == "features" or CLASSIC.check(mcfg["classic"])["features"] == "pixels":
+            return int(np.prod(np.shape(self.splits["train"][0][0])))
+        return int(build(BACKBONES, {**mcfg["backbone"], "frozen": True}).dims[0])
 
     def features(self, mcfg: dict, seed: int) -> dict[str, np.ndarray]:
         """Features for classic methods: the dataset's own, or the frozen backbone's (once per run)."""

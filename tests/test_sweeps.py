@@ -398,3 +398,24 @@ def test_a_rerun_under_other_settings_says_what_differs(tmp_path, capsys):
     assert len(records(out)) == 2
     assert main(["run", f"out={out}", *words, "method.center=false"]) == 0  # now done: nothing to say
     assert "other settings" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source, dim", [("backbone", None), ("pixels", 3 * 8 * 8)])
+def test_a_code_length_past_the_features_is_refused_before_any_run(tmp_path, capsys, monkeypatch, source, dim):
+    """pcah and itq give one bit per feature direction: a sweep asking them for more bits than the
+    features have stops at planning, in one line, with nothing computed — not when that run's turn
+    comes after the others have run."""
+    from hashbench.registry import BACKBONES, build
+
+    if dim is None:  # the features of the configured backbone, counted independently of the runner
+        cfg = build_run_config(parse_words(["methods=pcah"]))
+        dim = build(BACKBONES, {**cfg.cfg["backbone"], "frozen": True}).dims[0]
+    computed = []
+    monkeypatch.setattr(runner_mod.Runner, "run_one", lambda self, *a, **k: computed.append(a))
+    out = tmp_path / "out"
+    words = ["run", "methods=lsh,pcah,itq", f"bits=8,{dim},{dim + 1}", f"out={out}", "dataset.n_train=64",
+             "dataset.n_query=8", "dataset.n_database=16", "dataset.canvas_size=8", f"classic.features={source}"]
+    assert main(words) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"pcah at {dim + 1} bits" in err and f"they have {dim} (" in err
+    assert f"classic.features={source}" in err and computed == [] and not out.exists()
