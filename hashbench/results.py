@@ -112,11 +112,12 @@ def code_config(mcfg: dict) -> dict:
     return out
 
 
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+def flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"train.lr": 0.001, ...}``: dotted keys, leaf values as they are."""
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: obj}
 
@@ -124,7 +125,7 @@ def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
 def config_diff(old: dict, new: dict) -> list[str]:
     """``["method.type: 'dsrh' -> 'dsrh_nobypass'", "method.bypass: False -> (unset)", ...]``: the
     dotted keys whose values differ between two configs."""
-    a, b = _flat(old), _flat(new)
+    a, b = flat(old), flat(new)
 
     def shown(d, k):
         return repr(d[k]) if k in d else "(unset)"

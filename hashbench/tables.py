@@ -24,6 +24,7 @@ from tabulate import tabulate
 
 from hashbench import uncertainty
 from hashbench.errors import HashbenchError, suggest
+from hashbench.results import flat
 from hashbench.results import data_of
 
 FORMATS = {"markdown": "github", "latex": "latex_raw", "plain": "simple", "html": "unsafehtml"}
@@ -279,13 +280,9 @@ def report(records: list[dict], metrics: list[str], *, title: str, footer: str, 
 
 
 # ------------------------------------------------------------------------------ whole reports
-def flatten(obj, prefix: str = "") -> dict[str, str]:
-    if isinstance(obj, dict):
-        out = {}
-        for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: json.dumps(obj, sort_keys=True, default=str)}
+def flatten(obj) -> dict[str, str]:
+    """:func:`hashbench.results.flat` with each value as canonical JSON text, for comparing and showing."""
+    return {k: json.dumps(v, sort_keys=True, default=str) for k, v in flat(obj).items()}
 
 
 def label_variants(records: list[dict]) -> list[str]:
