@@ -68,9 +68,13 @@ step run-torchrun-dsrh-as-released torchrun --standalone --nproc-per-node=1 -m h
     methods=dsrh_as_released bits=32 epochs=2 method.balance_count=1 device=cuda launcher=pytorch \
     "out=$LOG_DIR/run_nccl_as_released"
 # backbone.input_size on CUDA: a timm model at its pretrained geometry (224, bicubic) resizing the 32 px
-# canvases on the device, and the standard crop at that size
+# canvases on the device, and the standard crop at that size — on each batch on the GPU
+# (train.augment_on=auto is device on CUDA); then the same with the crops in the loader, for the
+# time per epoch of each place
 step run-timm-input-size hashbench run methods=dsrh backbone.name=resnet18 backbone.input_size=pretrained \
     train.augment=standard bits=32 epochs=2 device=cuda "out=$LOG_DIR/run_input_size"
+step run-timm-input-size-loader hashbench run methods=dsrh backbone.name=resnet18 backbone.input_size=pretrained \
+    train.augment=standard bits=32 epochs=2 device=cuda train.augment_on=loader "out=$LOG_DIR/run_input_size_loader"
 # a sweep shared by workers on CUDA: two workers on this machine (one GPU each, round robin when there
 # is one), then the submitit path with its local executor, one GPU per task
 step run-workers hashbench run methods=dsrh,dpsh,itq bits=16,32 epochs=3 device=cuda workers=2 \

@@ -135,6 +135,8 @@ def fingerprint(method, model, cfg: dict, seed: int) -> str:
     train = {k: cfg.get(k) for k in TRAJECTORY_KEYS}
     if cfg.get("augment", "none") != "none":  # only when set: older checkpoints keep their fingerprint
         train["augment"] = cfg["augment"]
+        if cfg.get("augment_on") == "device":  # other draws than the loader's: not the same trajectory
+            train["augment_on"] = "device"
     if cfg.get("select"):  # a checkpoint's best epoch was chosen by this (absent: no selection)
         train.update(select=cfg["select"], select_every=cfg.get("select_every"))
     return json.dumps(dict(method=type(method).__name__, n_bits=method.n_bits, seed=seed, train=train, shapes=shapes),

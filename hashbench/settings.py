@@ -27,6 +27,10 @@ TRAIN = Schema("train", {
     "augment": Field([Options("none", "flip", "standard")], "none",
                      "training-time augmentation: none, flip (random horizontal flip), standard (resize 256, random "
                      "crop 224, flip; evaluation: resize 256, centre crop 224)"),
+    "augment_on": Field([Options("auto", "loader", "device")], "auto",
+                        "where train.augment's random crops and flips run: loader (per image, torchvision), device "
+                        "(on the batch where it trains), auto (device on CUDA, else loader); not part of the config "
+                        "hash"),
     "select": Field([str, None], None, "model selection: keep the epoch that scores best by this metric (e.g. "
                                         "map@1000) with the val split as queries against the training set; "
                                         "none: the last epoch (the papers' practice)"),
@@ -37,8 +41,9 @@ TRAIN = Schema("train", {
                  "WANDB_MODE or WANDB_API_KEY is set); not part of the config hash"),
 })
 
-# train keys that change what is written about a run, not its codes: left out of the config hash
-UNHASHED_TRAIN_KEYS = ("log",)
+# train keys that change what is written about a run, or where its work runs (like device), not what it
+# computes: left out of the config hash
+UNHASHED_TRAIN_KEYS = ("log", "augment_on")
 
 EVAL = Schema("eval", {
     "metrics": Field([ListOf(str, min_len=1)],

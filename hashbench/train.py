@@ -22,7 +22,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from hashbench.augment import augmented
+from hashbench.augment import BatchAugment, augmented, on_device
 from hashbench.checkpoint import (FORMAT, BadCheckpoint, fingerprint, load_checkpoint, rng_state, save_checkpoint,
                                   set_aside, set_rng_state)
 from hashbench.device import resolve_precision, seed_everything
@@ -139,7 +139,12 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
     precision = resolve_precision(cfg["precision"], device)
     channels_last = device.type == "cuda" if cfg["channels_last"] is None else cfg["channels_last"]
 
-    split = augmented(split, cfg["augment"], train=True, size=getattr(model, "input_hw", None))
+    size = getattr(model, "input_hw", None)
+    batch_augment = None
+    if on_device(cfg["augment"], cfg["augment_on"], device):
+        batch_augment = BatchAugment(cfg["augment"], size, seed=seed, rank=world.rank if distributed else 0)
+    else:
+        split = augmented(split, cfg["augment"], train=True, size=size)
     source = method.batches(split, seed=seed)
     loader, sampler, sampler_generator = _loader(source, cfg, device, generator, seed, world, distributed)
     method.begin(split)  # the method's state exists before a checkpoint is loaded into it
@@ -157,7 +162,8 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
 
     logs, start, best = [], 0, None
     every = cfg["select_every"]
-    fp = fingerprint(method, model, {**cfg, "precision": precision}, seed)
+    fp = fingerprint(method, model, {**cfg, "precision": precision,
+                                     "augment_on": "device" if batch_augment else "loader"}, seed)
     state = _usable_checkpoint(checkpoint, fp, label) if checkpoint is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -189,9 +195,13 @@ def train_deep(method, model, split, cfg: dict, device: torch.device, seed: int,
             if sampler is not None:
                 sampler.set_epoch(epoch)
             method.on_epoch_start(epoch, epochs)
+            if batch_augment is not None:
+                batch_augment.start_epoch(epoch)
             t0, total, terms = time.perf_counter(), torch.zeros((), device=device), {}
             for batch in loader:
                 x, y, indices, tuples = source.unpack(batch)
+                if batch_augment is not None:
+                    x = batch_augment(x.to(device, non_blocking=True))
                 x = x.to(device, non_blocking=True,
                          memory_format=memory_format if x.ndim == 4 else torch.preserve_format)
                 y = y.to(device, non_blocking=True)

@@ -1,11 +1,15 @@
-"""train.augment: torchvision's flip and crop per image, seeded; the evaluation geometry to match."""
+"""train.augment: torchvision's flip and crop per image, seeded; the evaluation geometry to match; the
+same operations on the batch where it trains (train.augment_on=device), against torchvision per image."""
 import json
 
 import numpy as np
+import pytest
 import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
 
-from hashbench.augment import augmented, eval_transform, train_transform
+from hashbench.augment import (BatchAugment, augmented, crop_each, eval_transform, flip_each, on_device,
+                               resize_uint8, train_transform)
 from hashbench.cli import main
 from hashbench.datasets.base import ArraySplit
 
@@ -68,3 +72,68 @@ def test_an_interrupted_augmented_run_resumes_to_the_same_codes(tmp_path, interr
     assert [l["loss"] for l in a["train_log"]] == [l["loss"] for l in b["train_log"]]
     codes = [np.load(tmp_path / d / r["codes"])["database"] for d, r in (("a", a), ("b", b))]
     assert np.array_equal(*codes)
+
+
+def test_the_batch_crop_and_flip_are_torchvisions_per_image():
+    """crop_each / flip_each on a batch equal v2's crop and horizontal flip image by image."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (7, 3, 20, 24), dtype=torch.uint8, generator=g)
+    top, left = torch.randint(0, 20 - 9 + 1, (7,), generator=g), torch.randint(0, 24 - 11 + 1, (7,), generator=g)
+    flip = torch.rand(7, generator=g) < 0.5
+    got = flip_each(crop_each(x, top, left, (9, 11)), flip)
+    for b in range(7):
+        want = F.crop(x[b], int(top[b]), int(left[b]), 9, 11)
+        assert torch.equal(got[b], F.horizontal_flip(want) if flip[b] else want)
+    y = resize_uint8(x, (30, 27))
+    want = torch.stack([F.resize(i, [30, 27], antialias=True) for i in x])
+    assert y.dtype == torch.uint8 and (y.int() - want.int()).abs().max() <= 1
+
+
+def test_batch_augment_draws_every_position_seeded_per_epoch_and_process():
+    aug = BatchAugment("standard", (16, 16), seed=5)  # crop 16 of 18 (256/224 of 16)
+    assert (aug.resize, aug.crop) == ((18, 18), (16, 16))
+    first = aug.params(2000, 18, 18)
+    top, left, flip = first
+    assert set(top.tolist()) == set(left.tolist()) == {0, 1, 2} and 900 < int(flip.sum()) < 1100
+    aug.start_epoch(0)
+    assert all(torch.equal(a, b) for a, b in zip(aug.params(2000, 18, 18), first))  # an epoch's draws, again
+    aug.start_epoch(1)
+    assert not torch.equal(aug.params(2000, 18, 18)[0], top)
+    other = BatchAugment("standard", (16, 16), seed=5, rank=1)
+    assert not torch.equal(other.params(2000, 18, 18)[0], top)  # each DDP process its own draws
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    out = BatchAugment("standard", (16, 16), seed=0)(x)
+    assert out.shape == (4, 3, 16, 16) and out.dtype == torch.uint8  # resized to 18 first, then cropped
+    flips = BatchAugment("flip", None, seed=0)(x)
+    assert all(torch.equal(f, i) or torch.equal(f, i.flip(-1)) for f, i in zip(flips, x))
+    assert on_device("flip", "auto", "cuda") and not on_device("flip", "auto", "cpu")
+    assert on_device("standard", "device", "cpu") and not on_device("none", "device", "cuda")
+
+
+def test_augment_on_device_trains_resumes_and_keeps_the_hash(tmp_path, capsys, interrupt_after_first_epoch):
+    """train.augment_on=device on the CPU (as on CUDA): other draws than the loader's, the same
+    config hash, an interrupted run resumed to the same codes; an unknown place is one line."""
+    words = ["run", "methods=dsrh", "epochs=2", "train.augment=standard", "dataset.n_train=48", "dataset.n_query=8",
+             "dataset.n_database=16", "device=cpu", "bits=8"]
+    assert main([*words, "train.augment_on=device", f"out={tmp_path / 'a'}"]) == 130
+    interrupt_after_first_epoch()
+    assert main([*words, "train.augment_on=device", f"out={tmp_path / 'a'}"]) == 0
+    assert main([*words, "train.augment_on=device", f"out={tmp_path / 'b'}"]) == 0
+    assert main([*words, f"out={tmp_path / 'c'}"]) == 0  # auto on the CPU: the loader
+    a, b, c = (json.loads((tmp_path / d / "results.jsonl").read_text()) for d in "abc")
+    assert [l["loss"] for l in a["train_log"]] == [l["loss"] for l in b["train_log"]]
+    assert np.array_equal(*(np.load(tmp_path / d / r["codes"])["database"] for d, r in (("a", a), ("b", b))))
+    assert a["config_hash"] == c["config_hash"] and a["train_log"][0]["loss"] != c["train_log"][0]["loss"]
+    capsys.readouterr()
+    assert main([*words, "train.augment_on=gpu", f"out={tmp_path / 'd'}"]) == 2
+    err = capsys.readouterr().err
+    assert "train.augment_on must be one of auto, loader, device" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_batch_augment_on_cuda_draws_and_crops_as_on_the_cpu():
+    x = torch.randint(0, 256, (16, 3, 256, 256), dtype=torch.uint8)
+    cpu, gpu = (BatchAugment("standard", None, seed=3) for _ in range(2))
+    want = cpu(x)
+    got = gpu(x.cuda())
+    assert got.is_cuda and torch.equal(got.cpu(), want)
