@@ -521,24 +521,28 @@ class Runner:
                                      f"features, and they have {dims[key]} ({self.feature_source(job.mcfg)}); "
                                      f"use bits of at most {dims[key]} for it")
 
+    def _hashes_inputs(self, mcfg: dict) -> bool:
+        """Whether a classic method of ``mcfg`` is fitted on the data's own inputs (a features
+        dataset, or ``classic.features=pixels``) rather than on a frozen backbone's features."""
+        return self.dataset.kind == "features" or CLASSIC.check(mcfg["classic"])["features"] == "pixels"
+
     def feature_source(self, mcfg: dict) -> str:
         """What a classic method of ``mcfg`` is fitted on, in words."""
         if self.dataset.kind == "features":
             return f"dataset {self.dataset_name!r}"
-        if CLASSIC.check(mcfg["classic"])["features"] == "pixels":
+        if self._hashes_inputs(mcfg):
             return "classic.features=pixels"
         return f"backbone {mcfg['backbone'].get('name')!r}, classic.features=backbone"
 
     def feature_dim(self, mcfg: dict) -> int:
         """The number of features a classic method of ``mcfg`` is fitted on, without extracting them."""
-        if self.dataset.kind == "features" or CLASSIC.check(mcfg["classic"])["features"] == "pixels":
+        if self._hashes_inputs(mcfg):
             return int(np.prod(np.shape(self.splits["train"][0][0])))
         return int(build(BACKBONES, {**mcfg["backbone"], "frozen": True}).dims[0])
 
     def features(self, mcfg: dict, seed: int) -> dict[str, np.ndarray]:
         """Features for classic methods: the dataset's own, or the frozen backbone's (once per run)."""
-        source = CLASSIC.check(mcfg["classic"])["features"]
-        if self.dataset.kind == "features" or source == "pixels":
+        if self._hashes_inputs(mcfg):
             # A features dataset's inputs are already float32 (often a memory map of the file):
             # handed over as they are, since a copy of a 193k x 2048 database is 1.6 GB. Pixels
             # become one float32 copy, scaled in place.

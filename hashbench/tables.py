@@ -24,8 +24,7 @@ from tabulate import tabulate
 
 from hashbench import uncertainty
 from hashbench.errors import HashbenchError, suggest
-from hashbench.results import flat
-from hashbench.results import data_of
+from hashbench.results import data_of, flat
 
 FORMATS = {"markdown": "github", "latex": "latex_raw", "plain": "simple", "html": "unsafehtml"}
 TABLE_FORMATS = ("markdown", "latex", "csv", "html")
